@@ -1,0 +1,84 @@
+"""Framework trainers. Each lives in its own module and imports its framework only there.
+
+A trainer takes the round's definition and weights, checks parity against ONNX Runtime, trains on
+local data and returns weights with the definition's names, shapes and dtypes.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from exchange.definition import Definition
+from exchange.errors import FlonnxError
+
+__all__ = ["TRAINERS", "TrainConfig", "TrainResult", "Trainer", "get_trainer"]
+
+#: framework name -> module implementing it
+TRAINERS = {
+    "torch": "client.trainers.torch_trainer",
+    "sklearn": "client.trainers.sklearn_trainer",
+}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Local training settings sent by the server each round."""
+
+    local_epochs: int = 5
+    batch_size: int = 32
+    learning_rate: float = 0.01
+    seed: int = 0
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, object], seed: int) -> TrainConfig:
+        """From a round's ConfigRecord (keys ``local-epochs``, ``batch-size``, ``learning-rate``)."""
+        return cls(
+            local_epochs=int(config.get("local-epochs", cls.local_epochs)),  # type: ignore[call-overload]
+            batch_size=int(config.get("batch-size", cls.batch_size)),  # type: ignore[call-overload]
+            learning_rate=float(config.get("learning-rate", cls.learning_rate)),  # type: ignore[arg-type]
+            seed=seed,
+        )
+
+
+@dataclass
+class TrainResult:
+    """A trainer's output: new weights, the example count and metrics (same keys for every framework)."""
+
+    weights: dict[str, np.ndarray]
+    num_examples: int
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+class Trainer(Protocol):
+    """What a framework module provides."""
+
+    name: str
+
+    def version(self) -> str:
+        """The framework's version string."""
+
+    def train(
+        self,
+        definition: Definition,
+        weights: Mapping[str, np.ndarray],
+        x: np.ndarray,
+        y: np.ndarray,
+        config: TrainConfig,
+    ) -> TrainResult:
+        """Check parity, train, return the new weights."""
+
+
+def get_trainer(framework: str) -> Trainer:
+    """The trainer for ``framework`` (imports that framework now, and only it)."""
+    if framework not in TRAINERS:
+        raise FlonnxError(f"unknown framework {framework!r}; flonnx trains with {sorted(TRAINERS)}")
+    try:
+        module = importlib.import_module(TRAINERS[framework])
+    except ImportError as exc:
+        raise FlonnxError(f"framework {framework!r} is not installed on this node: {exc}") from exc
+    return module.TRAINER  # type: ignore[no-any-return]

@@ -1,0 +1,262 @@
+"""Model definitions: the ONNX graph without its weights, canonicalised and content-addressed.
+
+A :class:`Definition` is what every participant must agree on before weights mean anything. It is the
+ONNX model with the data of every floating-point initializer removed (name, dtype and shape kept),
+normalised so that exporter noise (doc strings, producer fields, stack traces in node metadata,
+attribute and initializer order, derived ``value_info``) does not change its id.
+
+``definition_id`` is the SHA-256 of the canonical serialisation, which is also what travels to
+clients (a few KB) and what the registry stores.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+from onnx import TensorProto, numpy_helper
+
+from exchange.errors import InvalidModel, InvalidUpdate
+from exchange.hashing import sha256_hex
+
+__all__ = [
+    "ALLOWED_DOMAINS",
+    "MAX_MODEL_BYTES",
+    "Definition",
+    "TensorSpec",
+    "load_model_bytes",
+]
+
+#: Upper bound on an ONNX file flonnx will parse (bytes); larger input is refused before parsing.
+MAX_MODEL_BYTES = 512 * 1024 * 1024
+
+#: Operator domains a definition may use.
+ALLOWED_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml"})
+
+_FLOAT_TYPES = frozenset(
+    {TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16, TensorProto.BFLOAT16}
+)
+_DATA_FIELDS = (
+    "raw_data",
+    "float_data",
+    "double_data",
+    "int32_data",
+    "int64_data",
+    "uint64_data",
+    "string_data",
+)
+#: Model-level metadata keys kept in a definition; everything else is exporter noise.
+_KEPT_METADATA_PREFIX = "flonnx."
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """What a definition expects of one weight tensor."""
+
+    name: str
+    dtype: np.dtype
+    shape: tuple[int, ...]
+
+    def describe(self) -> str:
+        """Human-readable ``dtype[shape]``, as used in error messages."""
+        return f"{self.dtype.name}{list(self.shape)}"
+
+
+def load_model_bytes(data: bytes, *, max_bytes: int = MAX_MODEL_BYTES) -> onnx.ModelProto:
+    """Parse untrusted ONNX bytes safely: size cap, no external data, allowed domains only."""
+    if len(data) > max_bytes:
+        raise InvalidModel(f"ONNX model is {len(data)} bytes; the limit is {max_bytes}")
+    try:
+        model = onnx.load_model_from_string(data)
+    except Exception as exc:  # protobuf raises DecodeError and others
+        raise InvalidModel(f"not a parseable ONNX model: {exc}") from exc
+    _reject_unsafe(model)
+    return model
+
+
+def _reject_unsafe(model: onnx.ModelProto) -> None:
+    graph = model.graph
+    for tensor in graph.initializer:
+        if tensor.data_location == TensorProto.EXTERNAL or tensor.external_data:
+            raise InvalidModel(
+                f"initializer {tensor.name!r} is stored as external data; flonnx accepts only "
+                "self-contained models"
+            )
+    if graph.sparse_initializer:
+        raise InvalidModel("sparse initializers are not supported")
+    domains = {op.domain for op in model.opset_import} | {n.domain for n in graph.node}
+    local = {f.domain for f in model.functions}
+    bad = sorted(d for d in domains - ALLOWED_DOMAINS - local)
+    if bad:
+        raise InvalidModel(
+            f"operator domains {bad} are not allowed (allowed: {sorted(ALLOWED_DOMAINS - {''})} and "
+            "the default domain)"
+        )
+
+
+def _is_weight(tensor: TensorProto) -> bool:
+    return tensor.data_type in _FLOAT_TYPES
+
+
+def _clear_data(tensor: TensorProto) -> None:
+    for field in _DATA_FIELDS:
+        tensor.ClearField(field)  # type: ignore[arg-type]
+
+
+def _canonicalise_nodes(nodes: list[onnx.NodeProto]) -> None:
+    for node in nodes:
+        node.ClearField("doc_string")
+        node.ClearField("metadata_props")
+        attrs = sorted(node.attribute, key=lambda a: a.name)
+        node.ClearField("attribute")
+        for attr in attrs:
+            attr.ClearField("doc_string")
+            if attr.HasField("g"):
+                _canonicalise_graph(attr.g, strip=False)
+            for sub in attr.graphs:
+                _canonicalise_graph(sub, strip=False)
+        node.attribute.extend(attrs)
+
+
+def _canonicalise_graph(graph: onnx.GraphProto, *, strip: bool) -> None:
+    graph.ClearField("doc_string")
+    graph.ClearField("metadata_props")
+    graph.ClearField("value_info")
+    for value in list(graph.input) + list(graph.output):
+        value.ClearField("doc_string")
+        value.ClearField("metadata_props")
+    inits = sorted(graph.initializer, key=lambda t: t.name)
+    graph.ClearField("initializer")
+    for tensor in inits:
+        tensor.ClearField("doc_string")
+        tensor.ClearField("metadata_props")
+        if strip and _is_weight(tensor):
+            _clear_data(tensor)
+    graph.initializer.extend(inits)
+    _canonicalise_nodes(list(graph.node))
+
+
+def _canonical_model(model: onnx.ModelProto) -> onnx.ModelProto:
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    for field in ("doc_string", "producer_name", "producer_version", "domain", "model_version"):
+        out.ClearField(field)  # type: ignore[arg-type]
+    kept = sorted(
+        (p.key, p.value) for p in out.metadata_props if p.key.startswith(_KEPT_METADATA_PREFIX)
+    )
+    out.ClearField("metadata_props")
+    for key, value in kept:
+        out.metadata_props.add(key=key, value=value)
+    opsets = sorted((o.domain, o.version) for o in out.opset_import)
+    out.ClearField("opset_import")
+    for domain, version in opsets:
+        out.opset_import.add(domain=domain, version=version)
+    functions = sorted(out.functions, key=lambda f: (f.domain, f.name, f.overload))
+    out.ClearField("functions")
+    for function in functions:
+        function.ClearField("doc_string")
+        function.ClearField("metadata_props")
+        _canonicalise_nodes(list(function.node))
+    out.functions.extend(functions)
+    _canonicalise_graph(out.graph, strip=True)
+    return out
+
+
+class Definition:
+    """A canonical, weights-stripped ONNX graph and the specs of its weight tensors."""
+
+    def __init__(self, canonical: onnx.ModelProto) -> None:
+        self._proto = canonical
+        self.canonical_bytes: bytes = canonical.SerializeToString(deterministic=True)
+        self.id: str = sha256_hex(self.canonical_bytes)
+        self.specs: dict[str, TensorSpec] = {
+            t.name: TensorSpec(
+                t.name,
+                np.dtype(onnx.helper.tensor_dtype_to_np_dtype(t.data_type)),
+                tuple(int(d) for d in t.dims),
+            )
+            for t in canonical.graph.initializer
+            if _is_weight(t)
+        }
+
+    # -- construction -------------------------------------------------------------------------
+    @classmethod
+    def from_model(cls, model: onnx.ModelProto) -> tuple[Definition, dict[str, np.ndarray]]:
+        """Split a full model into its definition and its weights (float initializers)."""
+        _reject_unsafe(model)
+        weights = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer if _is_weight(t)}
+        return cls(_canonical_model(model)), weights
+
+    @classmethod
+    def from_bytes(cls, data: bytes, *, max_bytes: int = MAX_MODEL_BYTES) -> Definition:
+        """Parse a definition (stripped or full model) received from elsewhere."""
+        return cls(_canonical_model(load_model_bytes(data, max_bytes=max_bytes)))
+
+    # -- views --------------------------------------------------------------------------------
+    @property
+    def proto(self) -> onnx.ModelProto:
+        """A copy of the canonical (stripped) model."""
+        out = onnx.ModelProto()
+        out.CopyFrom(self._proto)
+        return out
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        """The ``flonnx.*`` metadata this definition carries."""
+        return {p.key: p.value for p in self._proto.metadata_props}
+
+    @property
+    def input_names(self) -> list[str]:
+        """Graph inputs that are not initializers (the data inputs)."""
+        inits = {t.name for t in self._proto.graph.initializer}
+        return [v.name for v in self._proto.graph.input if v.name not in inits]
+
+    @property
+    def output_names(self) -> list[str]:
+        """Graph outputs."""
+        return [v.name for v in self._proto.graph.output]
+
+    # -- weights ------------------------------------------------------------------------------
+    def validate(self, weights: Mapping[str, np.ndarray], *, source: str = "update") -> None:
+        """Check names, dtypes, shapes and finiteness; raise :class:`InvalidUpdate` listing every problem."""
+        problems: list[str] = []
+        missing = sorted(set(self.specs) - set(weights))
+        extra = sorted(set(weights) - set(self.specs))
+        if missing:
+            problems.append(
+                "missing tensors: "
+                + ", ".join(f"{n} (expected {self.specs[n].describe()})" for n in missing)
+            )
+        if extra:
+            problems.append(f"unexpected tensors not in the definition: {', '.join(extra)}")
+        for name in sorted(set(self.specs) & set(weights)):
+            spec, value = self.specs[name], np.asarray(weights[name])
+            if value.dtype != spec.dtype:
+                problems.append(
+                    f"tensor {name!r}: expected dtype {spec.dtype.name}, got {value.dtype.name}"
+                )
+            if tuple(value.shape) != spec.shape:
+                problems.append(
+                    f"tensor {name!r}: expected shape {list(spec.shape)}, got {list(value.shape)}"
+                )
+            elif value.dtype.kind == "f":
+                bad = int(np.size(value) - np.count_nonzero(np.isfinite(value)))
+                if bad:
+                    problems.append(f"tensor {name!r}: {bad} non-finite values (NaN or inf)")
+        if problems:
+            raise InvalidUpdate(
+                f"{source} does not match definition {self.id[:12]}: " + "; ".join(problems),
+                problems,
+            )
+
+    def materialize(self, weights: Mapping[str, np.ndarray]) -> onnx.ModelProto:
+        """The full, standalone ONNX model: this definition with ``weights`` filled in."""
+        self.validate(weights, source="weights")
+        model = self.proto
+        for tensor in model.graph.initializer:
+            if tensor.name in self.specs:
+                value = np.ascontiguousarray(weights[tensor.name])
+                tensor.raw_data = value.astype(value.dtype.newbyteorder("<"), copy=False).tobytes()
+        return model

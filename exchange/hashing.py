@@ -1,0 +1,131 @@
+"""Content ids: canonical encodings and their SHA-256 hashes.
+
+Every id in flonnx is the SHA-256 (hex) of a canonical byte encoding, never of protobuf bytes, which
+are not canonical (initializer order, ``raw_data`` vs typed fields, map order). The same bytes are what
+the registry stores, so a blob's file name is the hash of its content.
+
+Weights encoding (``FLONNXW1``), all integers little-endian::
+
+    magic b"FLONNXW1" | u32 count | per tensor, in sorted-name (UTF-8 byte) order:
+        u32 len(name) | name (UTF-8) | u8 len(dtype) | dtype (numpy ``str``, e.g. "<f4")
+        | u8 ndim | u64 dims... | u64 nbytes | C-order little-endian data
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import struct
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from exchange.errors import InvalidUpdate
+
+__all__ = [
+    "canonical_json",
+    "decode_weights",
+    "encode_weights",
+    "sha256_hex",
+    "weights_id",
+]
+
+_MAGIC = b"FLONNXW1"
+
+
+def sha256_hex(data: bytes) -> str:
+    """Hex SHA-256 of ``data``."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def _little_endian(array: np.ndarray) -> np.ndarray:
+    dtype = array.dtype.newbyteorder("<") if array.dtype.byteorder == ">" else array.dtype
+    return np.ascontiguousarray(array, dtype=dtype)
+
+
+def encode_weights(weights: Mapping[str, np.ndarray]) -> bytes:
+    """Encode named tensors canonically: sorted names, dtype, shape and little-endian bytes.
+
+    The encoding depends only on the decoded values, never on how they were stored or ordered.
+    """
+    parts = [_MAGIC, struct.pack("<I", len(weights))]
+    for name in sorted(weights, key=lambda n: n.encode("utf-8")):
+        array = _little_endian(np.asarray(weights[name]))
+        if array.dtype.hasobject:
+            raise InvalidUpdate(f"tensor {name!r}: object arrays cannot be weights")
+        name_b = name.encode("utf-8")
+        dtype_b = array.dtype.str.encode("ascii")
+        data = array.tobytes(order="C")
+        parts += [
+            struct.pack("<I", len(name_b)),
+            name_b,
+            struct.pack("<B", len(dtype_b)),
+            dtype_b,
+            struct.pack("<B", array.ndim),
+            struct.pack(f"<{array.ndim}Q", *array.shape),
+            struct.pack("<Q", len(data)),
+            data,
+        ]
+    return b"".join(parts)
+
+
+def decode_weights(blob: bytes) -> dict[str, np.ndarray]:
+    """Inverse of :func:`encode_weights`; raises :class:`InvalidUpdate` on malformed input."""
+    view = memoryview(blob)
+    if bytes(view[:8]) != _MAGIC:
+        raise InvalidUpdate("not a flonnx weights blob (bad magic)")
+    pos = 8
+
+    def take(n: int) -> memoryview:
+        nonlocal pos
+        if pos + n > len(view):
+            raise InvalidUpdate("truncated weights blob")
+        chunk = view[pos : pos + n]
+        pos += n
+        return chunk
+
+    (count,) = struct.unpack("<I", take(4))
+    out: dict[str, np.ndarray] = {}
+    for _ in range(count):
+        (name_len,) = struct.unpack("<I", take(4))
+        name = bytes(take(name_len)).decode("utf-8")
+        (dtype_len,) = struct.unpack("<B", take(1))
+        dtype = np.dtype(bytes(take(dtype_len)).decode("ascii"))
+        (ndim,) = struct.unpack("<B", take(1))
+        shape = struct.unpack(f"<{ndim}Q", take(8 * ndim))
+        (nbytes,) = struct.unpack("<Q", take(8))
+        expected = dtype.itemsize * math.prod(shape)
+        if nbytes != expected:
+            raise InvalidUpdate(f"tensor {name!r}: {nbytes} bytes for shape {shape} of {dtype}")
+        out[name] = np.frombuffer(bytes(take(nbytes)), dtype=dtype).reshape(shape)
+    if pos != len(view):
+        raise InvalidUpdate("trailing bytes after the last tensor in weights blob")
+    return out
+
+
+def weights_id(weights: Mapping[str, np.ndarray]) -> str:
+    """The weights id: SHA-256 of :func:`encode_weights`."""
+    return sha256_hex(encode_weights(weights))
+
+
+def _check_json_value(value: Any, path: str) -> None:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{path}: non-finite float {value} has no canonical JSON form")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ValueError(f"{path}: key {key!r} is not a string")
+            _check_json_value(item, f"{path}.{key}")
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            _check_json_value(item, f"{path}[{i}]")
+
+
+def canonical_json(value: Any) -> bytes:
+    """Canonical JSON bytes: sorted keys, no insignificant space, UTF-8, shortest float repr."""
+    _check_json_value(value, "$")
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")

@@ -1,0 +1,136 @@
+"""Lineage records: what a model version is, where it came from, and its content id.
+
+A version record names its definition, its weights and its parents, so its id — the SHA-256 of the
+record's canonical JSON — makes the lineage a tamper-evident DAG (``v_r -> u_{r,k} -> v_{r+1}``).
+The record holds only what determines the version; when and in which run it was made is kept by the
+registry beside it, so two runs with the same seed produce the same version ids.
+
+Records are plain dataclasses; :mod:`exchange.serde` converts them to the protobuf schema in
+``protos/`` and back.
+"""
+
+from __future__ import annotations
+
+import enum
+import platform
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from importlib import metadata as importlib_metadata
+from typing import Any
+
+from exchange.errors import LineageError
+from exchange.hashing import canonical_json, sha256_hex
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "VersionKind",
+    "VersionRecord",
+    "environment",
+]
+
+#: Bumped whenever the meaning of a record field changes.
+SCHEMA_VERSION = 1
+
+
+class VersionKind(str, enum.Enum):
+    """How a version came to be."""
+
+    INITIAL = "initial"
+    CLIENT_UPDATE = "client_update"
+    AGGREGATE = "aggregate"
+
+
+@dataclass(frozen=True)
+class VersionRecord:
+    """One model version's lineage record. Every field takes part in the version id."""
+
+    kind: VersionKind
+    round: int
+    definition_id: str
+    weights_id: str
+    parents: tuple[str, ...] = ()
+    framework: str = ""
+    framework_version: str = ""
+    client: str = ""
+    num_examples: int = 0
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    seed: int = 0
+    strategy: str = ""
+    strategy_config: Mapping[str, str] = field(default_factory=dict)
+    environment: Mapping[str, str] = field(default_factory=dict)
+    schema: int = SCHEMA_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict; the documented ``--json`` form of a record."""
+        return {
+            "schema": self.schema,
+            "kind": self.kind.value,
+            "round": self.round,
+            "parents": list(self.parents),
+            "definition_id": self.definition_id,
+            "weights_id": self.weights_id,
+            "framework": self.framework,
+            "framework_version": self.framework_version,
+            "client": self.client,
+            "num_examples": self.num_examples,
+            "metrics": {k: float(v) for k, v in sorted(self.metrics.items())},
+            "seed": self.seed,
+            "strategy": self.strategy,
+            "strategy_config": {k: str(v) for k, v in sorted(self.strategy_config.items())},
+            "environment": {k: str(v) for k, v in sorted(self.environment.items())},
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> VersionRecord:
+        """Inverse of :meth:`to_dict`; raises :class:`LineageError` on a malformed record."""
+        try:
+            return cls(
+                schema=int(data["schema"]),
+                kind=VersionKind(data["kind"]),
+                round=int(data["round"]),
+                parents=tuple(str(p) for p in data["parents"]),
+                definition_id=str(data["definition_id"]),
+                weights_id=str(data["weights_id"]),
+                framework=str(data.get("framework", "")),
+                framework_version=str(data.get("framework_version", "")),
+                client=str(data.get("client", "")),
+                num_examples=int(data.get("num_examples", 0)),
+                metrics={str(k): float(v) for k, v in data.get("metrics", {}).items()},
+                seed=int(data.get("seed", 0)),
+                strategy=str(data.get("strategy", "")),
+                strategy_config={str(k): str(v) for k, v in data.get("strategy_config", {}).items()},
+                environment={str(k): str(v) for k, v in data.get("environment", {}).items()},
+            )
+        except (KeyError, ValueError, TypeError) as exc:
+            raise LineageError(f"malformed version record: {exc!r}") from exc
+
+    def canonical_bytes(self) -> bytes:
+        """The canonical JSON the version id is computed over."""
+        return canonical_json(self.to_dict())
+
+    @property
+    def version_id(self) -> str:
+        """SHA-256 of :meth:`canonical_bytes`."""
+        return sha256_hex(self.canonical_bytes())
+
+    def with_metrics(self, metrics: Mapping[str, float]) -> VersionRecord:
+        """A copy with ``metrics`` merged in (changes the id)."""
+        return replace(self, metrics={**self.metrics, **metrics})
+
+
+_ENV_PACKAGES = ("numpy", "onnx", "onnxruntime", "flwr", "torch", "scikit-learn", "jax")
+
+
+def environment(packages: Iterable[str] = _ENV_PACKAGES) -> dict[str, str]:
+    """The software environment a version was produced in: Python, platform, package versions."""
+    env = {
+        "python": ".".join(str(p) for p in sys.version_info[:3]),
+        "platform": f"{platform.system()}-{platform.machine()}",
+    }
+    for name in packages:
+        try:
+            env[name] = importlib_metadata.version(name)
+        except importlib_metadata.PackageNotFoundError:
+            continue
+    return env

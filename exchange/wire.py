@@ -1,0 +1,41 @@
+"""Names of the records flonnx puts in Flower messages, shared by server and client.
+
+Flower-free: the server and client wrap these plain values in Flower records themselves.
+
+Server -> client (train): ``arrays`` (ArrayRecord, initializer name -> ndarray), ``config``
+(ConfigRecord: training hyper-parameters), ``flonnx.lineage`` (ConfigRecord, keys ``LINEAGE_*``).
+Client -> server (train reply): ``arrays``, ``metrics`` (MetricRecord with ``num-examples``),
+``flonnx.lineage`` (ConfigRecord, keys ``REPLY_*``).
+"""
+
+from __future__ import annotations
+
+
+ARRAYS = "arrays"
+CONFIG = "config"
+METRICS = "metrics"
+LINEAGE = "flonnx.lineage"
+HELLO = "flonnx.hello"
+
+# server -> client
+LINEAGE_RUN = "run"
+LINEAGE_ROUND = "round"
+LINEAGE_VERSION = "version"
+LINEAGE_DEFINITION_ID = "definition-id"
+LINEAGE_WEIGHTS_ID = "weights-id"
+LINEAGE_DEFINITION = "definition"  # canonical stripped ONNX bytes
+LINEAGE_SEED = "seed"
+LINEAGE_SCENARIO = "scenario"
+LINEAGE_FRAMEWORKS = "frameworks"  # comma-separated mix, indexed by partition (simulation)
+
+# client -> server
+REPLY_BASE_VERSION = "base-version"
+REPLY_CLIENT = "client"
+REPLY_FRAMEWORK = "framework"
+REPLY_FRAMEWORK_VERSION = "framework-version"
+REPLY_WEIGHTS_ID = "weights-id"
+REPLY_SEED = "seed"
+REPLY_ENVIRONMENT = "environment"  # canonical JSON of exchange.lineage.environment()
+REPLY_NUM_EXAMPLES = "num-examples"
+
+__all__ = [name for name in dir() if name.isupper()]

@@ -1,0 +1,5 @@
+"""``python -m flonnx`` = the ``flonnx`` command."""
+
+from flonnx.cli import main
+
+main()

@@ -1,0 +1,183 @@
+"""The ``flonnx`` command line. It parses arguments and calls into exchange/server/simulations."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from exchange.errors import FlonnxError
+
+app = typer.Typer(help="Federated learning across ML frameworks, with ONNX and lineage.",
+                  no_args_is_help=True, add_completion=False)
+lineage_app = typer.Typer(help="Inspect and verify the lineage of model versions.",
+                          no_args_is_help=True)
+app.add_typer(lineage_app, name="lineage")
+console = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+F = TypeVar("F", bound=Callable[..., Any])
+RegistryOpt = Annotated[Path, typer.Option("--registry", help="Registry directory.")]
+RunOpt = Annotated[str | None, typer.Option("--run", help="Run id or unique prefix (default: newest).")]
+
+
+def _friendly(fn: F) -> F:
+    """Print flonnx errors without a traceback and exit 1."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except FlonnxError as exc:
+            err.print(f"[red]error:[/] {exc}")
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _open(registry: Path) -> Any:
+    from exchange.registry import Registry
+
+    return Registry(registry, create=False)
+
+
+@app.command()
+@_friendly
+def simulate(
+    scenario: Annotated[str, typer.Argument(help="Scenario name.")] = "digits-mixed",
+    rounds: Annotated[int | None, typer.Option(help="Number of rounds (default: the scenario's).")] = None,
+    seed: Annotated[int, typer.Option(help="Run seed.")] = 0,
+    registry: RegistryOpt = Path("runs"),
+    strategy: Annotated[str | None, typer.Option(help="Strategy name or module:Class.")] = None,
+    strategy_config: Annotated[list[str] | None, typer.Option(
+        "--strategy-config", help="Strategy parameter key=value (repeatable).")] = None,
+    verbose: Annotated[bool, typer.Option(help="Show Flower's and Ray's logs.")] = False,
+) -> None:
+    """Run a scenario on Flower's Simulation Engine and record every version."""
+    from simulations.runner import simulate as run
+    from simulations.scenarios import get_scenario
+
+    spec = get_scenario(scenario)
+    if rounds is not None and rounds < 1:
+        raise FlonnxError(f"--rounds must be at least 1, got {rounds}")
+    overrides: dict[str, Any] = {"seed": seed, "registry": str(registry)}
+    if rounds is not None:
+        overrides["num-server-rounds"] = rounds
+    if strategy is not None:
+        overrides["strategy"] = strategy
+    if strategy_config:
+        overrides["strategy-config"] = " ".join(strategy_config)
+    from server.settings import Settings
+    from server.strategies import build_strategy
+
+    settings = Settings.from_run_config({"scenario": scenario, **overrides})
+    build_strategy(settings.strategy, settings.strategy_config)  # fail before Ray starts
+    console.print(f"[dim]{spec.description}; starting Flower's simulation engine…[/]")
+    run(scenario, overrides=overrides, verbose=verbose)
+
+
+@app.command()
+@_friendly
+def runs(registry: RegistryOpt = Path("runs"),
+         as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False) -> None:
+    """List the runs in a registry."""
+    infos = _open(registry).runs()
+    if as_json:
+        print(json.dumps([i.__dict__ for i in infos], indent=2))
+        return
+    table = Table()
+    for column in ("run", "created", "scenario", "seed", "status", "rounds", "head"):
+        table.add_column(column)
+    for i in infos:
+        table.add_row(i.run_id, i.created_at, i.scenario, str(i.seed), i.status,
+                      str(i.last_round), (i.head or "")[:12])
+    console.print(table)
+
+
+@lineage_app.command("ls")
+@_friendly
+def lineage_ls(
+    run: RunOpt = None,
+    registry: RegistryOpt = Path("runs"),
+    as_json: Annotated[bool, typer.Option("--json", help="Documented JSON list of records.")] = False,
+) -> None:
+    """List every version of a run."""
+    reg = _open(registry)
+    run_id = reg.resolve_run(run)
+    versions = reg.versions(run_id)
+    if as_json:
+        print(json.dumps([v.to_dict() for v in versions], indent=2))
+        return
+    table = Table(title=f"run {run_id}")
+    for column in ("version", "kind", "round", "parents", "definition", "weights", "framework",
+                   "client", "examples", "metrics"):
+        table.add_column(column)
+    for v in versions:
+        r = v.record
+        metrics = " ".join(f"{k}={val:.4g}" for k, val in sorted(r.metrics.items()))
+        table.add_row(
+            v.version_id[:12], r.kind.value, str(r.round), " ".join(p[:8] for p in r.parents),
+            r.definition_id[:8], r.weights_id[:8], r.framework, r.client, str(r.num_examples), metrics,
+        )
+    console.print(table)
+
+
+@lineage_app.command("show")
+@_friendly
+def lineage_show(
+    version: Annotated[str, typer.Argument(help="Version id or unique prefix.")],
+    registry: RegistryOpt = Path("runs"),
+) -> None:
+    """Print one version's full lineage record as JSON."""
+    reg = _open(registry)
+    version_id = reg.resolve_version(version)
+    print(json.dumps({"version_id": version_id, **reg.record(version_id).to_dict()}, indent=2))
+
+
+@lineage_app.command("verify")
+@_friendly
+def lineage_verify(run: RunOpt = None, registry: RegistryOpt = Path("runs"),
+                   all_runs: Annotated[bool, typer.Option("--all", help="Every run.")] = False) -> None:
+    """Re-hash every record and blob; exit 1 naming each mismatch."""
+    reg = _open(registry)
+    run_id = None if all_runs else reg.resolve_run(run)
+    checked, problems = reg.verify(run_id)
+    scope = "all runs" if run_id is None else f"run {run_id}"
+    if problems:
+        for problem in problems:
+            err.print(f"[red]mismatch:[/] {problem}")
+        err.print(f"[red]{len(problems)} problem(s)[/] in {scope} ({checked} items checked)")
+        raise typer.Exit(1)
+    console.print(f"[green]ok[/]: {checked} records and blobs of {scope} re-hash to their ids")
+
+
+@app.command("export")
+@_friendly
+def export(
+    version: Annotated[str, typer.Argument(help="Version id or unique prefix.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the .onnx file.")],
+    registry: RegistryOpt = Path("runs"),
+) -> None:
+    """Write a standalone ONNX file (with model card metadata) of any version."""
+    from exchange.export import export_version, write_model
+
+    reg = _open(registry)
+    version_id = reg.resolve_version(version)
+    path = write_model(export_version(reg, version_id), output)
+    console.print(f"wrote {path} (version {version_id[:12]})")
+
+
+def main() -> None:
+    """Entry point of the ``flonnx`` command."""
+    app(sys.argv[1:], prog_name="flonnx")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The flonnx ServerApp: a versioning layer around any Flower strategy."""

@@ -1,0 +1,1 @@
+"""Named scenarios, built-in data and the simulation runner behind ``flonnx simulate``."""

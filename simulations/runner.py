@@ -1,0 +1,65 @@
+"""Run a scenario on Flower's Simulation Engine (Ray), in this process."""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from typing import Any
+
+from exchange.errors import FlonnxError
+from server.progress import Reporter
+from simulations.scenarios import get_scenario
+
+__all__ = ["offline_environment", "simulate"]
+
+
+def offline_environment() -> None:
+    """Flower settings for machines without internet (unless the user set them already)."""
+    os.environ.setdefault("FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION", "1")
+    os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
+    os.environ.setdefault("FLWR_DISABLE_UPDATE_CHECK", "1")
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+
+
+def simulate(
+    scenario: str,
+    *,
+    overrides: dict[str, Any] | None = None,
+    reporter: Reporter | None = None,
+    num_clients: int | None = None,
+    verbose: bool = False,
+) -> str:
+    """Run ``scenario`` with run-config ``overrides``; returns the run id."""
+    offline_environment()
+    from flwr.simulation import run_simulation
+
+    from client.app import app as client_app
+    from server.app import make_server_app
+
+    spec = get_scenario(scenario)
+    clients = num_clients or spec.num_clients
+    config = {"scenario": scenario, "min-available-nodes": clients, **(overrides or {})}
+    result: dict[str, Any] = {}
+    server_app = make_server_app(config, reporter, result)
+    if not verbose:
+        logging.getLogger("flwr").setLevel(logging.ERROR)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        run_simulation(
+            server_app=server_app,
+            client_app=client_app,
+            num_supernodes=clients,
+            backend_config={
+                "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
+                "init_args": {"logging_level": "ERROR", "log_to_driver": verbose},
+            },
+            verbose_logging=verbose,
+        )
+    if "error" in result:
+        error = result["error"]
+        raise error if isinstance(error, FlonnxError) else FlonnxError(f"simulation failed: {error!r}")
+    if "run_id" not in result:
+        raise FlonnxError("the simulation ended without running the ServerApp (see the log above)")
+    return str(result["run_id"])
