@@ -39,6 +39,7 @@ class VersionKind(str, enum.Enum):
     INITIAL = "initial"
     CLIENT_UPDATE = "client_update"
     AGGREGATE = "aggregate"
+    REJECTED = "rejected"  # a client's reply that was excluded from aggregation; ``reason`` says why
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,7 @@ class VersionRecord:
     strategy: str = ""
     strategy_config: Mapping[str, str] = field(default_factory=dict)
     environment: Mapping[str, str] = field(default_factory=dict)
+    reason: str = ""
     schema: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -79,6 +81,7 @@ class VersionRecord:
             "strategy": self.strategy,
             "strategy_config": {k: str(v) for k, v in sorted(self.strategy_config.items())},
             "environment": {k: str(v) for k, v in sorted(self.environment.items())},
+            "reason": self.reason,
         }
 
     @classmethod
@@ -101,6 +104,7 @@ class VersionRecord:
                 strategy=str(data.get("strategy", "")),
                 strategy_config={str(k): str(v) for k, v in data.get("strategy_config", {}).items()},
                 environment={str(k): str(v) for k, v in data.get("environment", {}).items()},
+                reason=str(data.get("reason", "")),
             )
         except (KeyError, ValueError, TypeError) as exc:
             raise LineageError(f"malformed version record: {exc!r}") from exc

@@ -261,7 +261,7 @@ class Registry:
         ids = [r.version_id for r in records]
         for record in records:
             for blob in (record.definition_id, record.weights_id):
-                if not self.blobs.exists(blob):
+                if blob and not self.blobs.exists(blob):
                     raise RegistryError(f"version references blob {blob[:12]} that is not stored")
         now = _now()
         with self._transaction() as db:
@@ -356,6 +356,10 @@ class Registry:
                 checked += 1
                 definitions[definition_id] = self._check_definition(definition_id, problems)
             definition = definitions[definition_id]
+            if not weights_id:
+                if record.kind is not VersionKind.REJECTED:
+                    problems.append(f"{label}: has no weights")
+                continue
             if weights_id not in weights_ok:
                 checked += 1
                 weights_ok[weights_id] = self._check_weights(weights_id, definition)

@@ -16,6 +16,7 @@ _KIND_TO_PB = {
     VersionKind.INITIAL: pb.INITIAL,
     VersionKind.CLIENT_UPDATE: pb.CLIENT_UPDATE,
     VersionKind.AGGREGATE: pb.AGGREGATE,
+    VersionKind.REJECTED: pb.REJECTED,
 }
 _PB_TO_KIND = {v: k for k, v in _KIND_TO_PB.items()}
 
@@ -35,6 +36,7 @@ def record_to_proto(record: VersionRecord) -> pb.VersionRecord:
         num_examples=record.num_examples,
         seed=record.seed,
         strategy=record.strategy,
+        reason=record.reason,
     )
     msg.metrics.extend(pb.Metric(name=k, value=v) for k, v in sorted(record.metrics.items()))
     msg.strategy_config.extend(
@@ -64,6 +66,7 @@ def record_from_proto(msg: pb.VersionRecord) -> VersionRecord:
         strategy=msg.strategy,
         strategy_config={e.key: e.value for e in msg.strategy_config},
         environment={e.key: e.value for e in msg.environment},
+        reason=msg.reason,
     )
 
 

@@ -83,6 +83,7 @@ class Federation:
         self.x_test, self.y_test = split.x_test, split.y_test
         self.server_env = environment()
         self.history: list[RoundSummary] = []
+        self._clients: dict[str, ClientInfo] = {}
         self.on_run_created: Callable[[str], None] = lambda run_id: None
 
     # -- public ---------------------------------------------------------------------------------
@@ -116,7 +117,7 @@ class Federation:
 
     # -- rounds ---------------------------------------------------------------------------------
     def _rounds(self, run_id: str, definition: Definition, head: _Head) -> None:
-        clients = self._handshake()
+        clients = self._clients = self._handshake()
         for rnd in range(head.round + 1, self.settings.rounds + 1):
             started = time.perf_counter()
             head, summary = self._round(run_id, rnd, definition, head, clients)
@@ -228,13 +229,23 @@ class Federation:
                 num_examples=update.num_examples, metrics=update.metrics, seed=update.seed,
                 environment=update.environment,
             ))
+        for rejection in rejected:
+            client = self._clients.get(rejection.client)
+            records.append(VersionRecord(
+                kind=VersionKind.REJECTED, round=rnd, definition_id=definition.id, weights_id="",
+                parents=(head.version_id,), framework=client.framework if client else "",
+                framework_version=client.framework_version if client else "",
+                client=rejection.client, metrics=rejection.metrics,
+                seed=derive_seed(self.settings.seed, rnd, rejection.client), reason=rejection.reason,
+            ))
         metrics = self.evaluate(definition, new_weights)
         metrics.update({k: float(v) for k, v in train_metrics.items()
                         if isinstance(v, int | float)})
         aggregate = VersionRecord(
             kind=VersionKind.AGGREGATE, round=rnd, definition_id=definition.id,
             weights_id=self.registry.put_weights(new_weights),
-            parents=tuple(r.version_id for r in records), num_examples=sum(u.num_examples for u in updates),
+            parents=tuple(r.version_id for r in records if r.kind is VersionKind.CLIENT_UPDATE),
+            num_examples=sum(u.num_examples for u in updates),
             metrics=metrics, seed=self.settings.seed, strategy=self.settings.strategy,
             strategy_config=self.strategy_config, environment=self.server_env,
         )

@@ -35,6 +35,7 @@ class Rejection:
     client: str
     node_id: int
     reason: str
+    metrics: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass

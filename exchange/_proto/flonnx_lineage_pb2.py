@@ -24,19 +24,19 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x66lonnx_lineage.proto\x12\x11\x66lonnx.lineage.v1\"%\n\x06Metric\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01\"#\n\x05\x45ntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"\x9a\x03\n\rVersionRecord\x12\x0e\n\x06schema\x18\x01 \x01(\r\x12,\n\x04kind\x18\x02 \x01(\x0e\x32\x1e.flonnx.lineage.v1.VersionKind\x12\r\n\x05round\x18\x03 \x01(\r\x12\x0f\n\x07parents\x18\x04 \x03(\t\x12\x15\n\rdefinition_id\x18\x05 \x01(\t\x12\x12\n\nweights_id\x18\x06 \x01(\t\x12\x11\n\tframework\x18\x07 \x01(\t\x12\x19\n\x11\x66ramework_version\x18\x08 \x01(\t\x12\x0e\n\x06\x63lient\x18\t \x01(\t\x12\x14\n\x0cnum_examples\x18\n \x01(\x04\x12*\n\x07metrics\x18\x0b \x03(\x0b\x32\x19.flonnx.lineage.v1.Metric\x12\x0c\n\x04seed\x18\x0c \x01(\x04\x12\x10\n\x08strategy\x18\r \x01(\t\x12\x31\n\x0fstrategy_config\x18\x0e \x03(\x0b\x32\x18.flonnx.lineage.v1.Entry\x12-\n\x0b\x65nvironment\x18\x0f \x03(\x0b\x32\x18.flonnx.lineage.v1.Entry*Z\n\x0bVersionKind\x12\x1c\n\x18VERSION_KIND_UNSPECIFIED\x10\x00\x12\x0b\n\x07INITIAL\x10\x01\x12\x11\n\rCLIENT_UPDATE\x10\x02\x12\r\n\tAGGREGATE\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x66lonnx_lineage.proto\x12\x11\x66lonnx.lineage.v1\"%\n\x06Metric\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01\"#\n\x05\x45ntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"\xaa\x03\n\rVersionRecord\x12\x0e\n\x06schema\x18\x01 \x01(\r\x12,\n\x04kind\x18\x02 \x01(\x0e\x32\x1e.flonnx.lineage.v1.VersionKind\x12\r\n\x05round\x18\x03 \x01(\r\x12\x0f\n\x07parents\x18\x04 \x03(\t\x12\x15\n\rdefinition_id\x18\x05 \x01(\t\x12\x12\n\nweights_id\x18\x06 \x01(\t\x12\x11\n\tframework\x18\x07 \x01(\t\x12\x19\n\x11\x66ramework_version\x18\x08 \x01(\t\x12\x0e\n\x06\x63lient\x18\t \x01(\t\x12\x14\n\x0cnum_examples\x18\n \x01(\x04\x12*\n\x07metrics\x18\x0b \x03(\x0b\x32\x19.flonnx.lineage.v1.Metric\x12\x0c\n\x04seed\x18\x0c \x01(\x04\x12\x10\n\x08strategy\x18\r \x01(\t\x12\x31\n\x0fstrategy_config\x18\x0e \x03(\x0b\x32\x18.flonnx.lineage.v1.Entry\x12-\n\x0b\x65nvironment\x18\x0f \x03(\x0b\x32\x18.flonnx.lineage.v1.Entry\x12\x0e\n\x06reason\x18\x10 \x01(\t*h\n\x0bVersionKind\x12\x1c\n\x18VERSION_KIND_UNSPECIFIED\x10\x00\x12\x0b\n\x07INITIAL\x10\x01\x12\x11\n\rCLIENT_UPDATE\x10\x02\x12\r\n\tAGGREGATE\x10\x03\x12\x0c\n\x08REJECTED\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'flonnx_lineage_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_VERSIONKIND']._serialized_start=532
-  _globals['_VERSIONKIND']._serialized_end=622
+  _globals['_VERSIONKIND']._serialized_start=548
+  _globals['_VERSIONKIND']._serialized_end=652
   _globals['_METRIC']._serialized_start=43
   _globals['_METRIC']._serialized_end=80
   _globals['_ENTRY']._serialized_start=82
   _globals['_ENTRY']._serialized_end=117
   _globals['_VERSIONRECORD']._serialized_start=120
-  _globals['_VERSIONRECORD']._serialized_end=530
+  _globals['_VERSIONRECORD']._serialized_end=546
 # @@protoc_insertion_point(module_scope)

@@ -116,6 +116,10 @@ def read_dense_chain(definition: Definition) -> DenseChain:
             activations.append(node.op_type)
             current = node.output[0]
             continue
+        elif node.op_type == "Cast" and not layers:
+            # converters (skl2onnx) cast the input to the weights' float type first
+            current = node.output[0]
+            continue
         elif node.op_type in _OUTPUT_ACTIVATIONS and node.output[0] in outputs:
             output_activation = node.op_type
             current = node.output[0]

@@ -7,6 +7,7 @@ scikit-learn is imported only in this module.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -83,7 +84,9 @@ def classifier_from_weights(
     classes = np.arange(n_classes)
     # One public partial_fit call builds every attribute (label binarizer, layer count, output
     # activation); its result is then replaced by the definition's weights.
-    clf.partial_fit(np.zeros((n_classes, n_features), dtype=dtype), classes, classes=classes)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "batch_size larger than sample size"
+        clf.partial_fit(np.zeros((n_classes, n_features), dtype=dtype), classes, classes=classes)
     clf.coefs_, clf.intercepts_ = to_sklearn(chain, weights)
     # A fresh Adam state for the new weights: partial_fit creates one when none exists.
     del clf._optimizer

@@ -1,0 +1,111 @@
+"""Weights ids depend only on decoded tensors: names, dtype, shape and values."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+from onnx import TensorProto, helper, numpy_helper
+
+from exchange.definition import Definition
+from exchange.errors import InvalidUpdate
+from exchange.hashing import canonical_json, decode_weights, encode_weights, weights_id
+
+names = st.text(alphabet="abcdefghijklmnopqrstuvwxyz._0123456789", min_size=1, max_size=12)
+arrays = hnp.arrays(
+    dtype=st.sampled_from([np.float32, np.float64]),
+    shape=hnp.array_shapes(min_dims=1, max_dims=3, max_side=4),
+    elements=st.floats(-1e3, 1e3, width=32),
+)
+weight_dicts = st.dictionaries(names, arrays, min_size=1, max_size=5)
+
+
+def _model(weights: dict[str, np.ndarray], *, typed: bool, order: list[str]) -> onnx.ModelProto:
+    """A model holding ``weights`` as initializers (consumed by Identity nodes)."""
+    inits = []
+    for name in order:
+        if typed:
+            value = weights[name]
+            tensor = helper.make_tensor(
+                name, helper.np_dtype_to_tensor_dtype(value.dtype), value.shape, value.flatten().tolist()
+            )
+        else:
+            tensor = numpy_helper.from_array(weights[name], name)
+        inits.append(tensor)
+    nodes = [helper.make_node("Identity", [n], [f"out{i}"]) for i, n in enumerate(sorted(weights))]
+    outputs = [helper.make_tensor_value_info(f"out{i}", TensorProto.UNDEFINED, None)
+               for i in range(len(weights))]
+    graph = helper.make_graph(nodes, "g", [], outputs, initializer=inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
+
+
+@settings(max_examples=40, deadline=None)
+@given(weight_dicts, st.randoms())
+def test_weights_id_ignores_initializer_order_and_storage(weights, rnd) -> None:
+    order = sorted(weights)
+    shuffled = list(order)
+    rnd.shuffle(shuffled)
+
+    _, raw = Definition.from_model(_model(weights, typed=False, order=order))
+    _, typed = Definition.from_model(_model(weights, typed=True, order=shuffled))
+
+    assert weights_id(raw) == weights_id(typed) == weights_id(weights)
+
+
+@settings(max_examples=40, deadline=None)
+@given(weight_dicts, st.data())
+def test_any_single_changed_element_changes_the_weights_id(weights, data) -> None:
+    name = data.draw(st.sampled_from(sorted(weights)))
+    index = data.draw(st.integers(0, weights[name].size - 1))
+    changed = {k: v.copy() for k, v in weights.items()}
+    flat = changed[name].reshape(-1)
+    flat[index] = np.nextafter(flat[index], np.inf, dtype=flat.dtype)
+
+    assert weights_id(changed) != weights_id(weights)
+
+
+@settings(max_examples=40, deadline=None)
+@given(weight_dicts)
+def test_encoding_round_trips(weights) -> None:
+    decoded = decode_weights(encode_weights(weights))
+
+    assert sorted(decoded) == sorted(weights)
+    for name, value in weights.items():
+        assert decoded[name].dtype == value.dtype
+        np.testing.assert_array_equal(decoded[name], value)
+
+
+def test_dtype_shape_and_name_each_change_the_id() -> None:
+    base = {"w": np.arange(6, dtype=np.float32).reshape(2, 3)}
+
+    variants = [
+        {"w": base["w"].astype(np.float64)},
+        {"w": base["w"].reshape(3, 2)},
+        {"v": base["w"]},
+    ]
+
+    ids = {weights_id(base)} | {weights_id(v) for v in variants}
+    assert len(ids) == 4
+
+
+def test_big_endian_input_hashes_like_little_endian() -> None:
+    little = {"w": np.arange(4, dtype="<f4")}
+    big = {"w": little["w"].astype(">f4")}
+
+    assert weights_id(big) == weights_id(little)
+
+
+def test_truncated_blob_is_rejected() -> None:
+    blob = encode_weights({"w": np.ones(3, np.float32)})
+
+    with pytest.raises(InvalidUpdate, match="truncated"):
+        decode_weights(blob[:-2])
+
+
+def test_canonical_json_sorts_keys_and_rejects_nan() -> None:
+    assert canonical_json({"b": 1, "a": [1.5, "x"]}) == b'{"a":[1.5,"x"],"b":1}'
+    with pytest.raises(ValueError, match="non-finite"):
+        canonical_json({"m": float("nan")})
