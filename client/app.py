@@ -17,7 +17,7 @@ from flwr.clientapp import ClientApp
 from client.trainers import TrainConfig, get_trainer
 from exchange import wire
 from exchange.definition import Definition
-from exchange.errors import InvalidUpdate
+from exchange.errors import InvalidUpdate, ParityError
 from exchange.hashing import canonical_json, weights_id
 from exchange.lineage import environment
 from simulations.data import client_partition, load_split
@@ -44,6 +44,11 @@ def _local_data(node_config: Mapping[str, Any], scenario_name: str) -> tuple[np.
     scenario = get_scenario(scenario_name)
     split = load_split(scenario.dataset, image=scenario.image_input)
     return client_partition(split, int(node_config["partition-id"]), int(node_config["num-partitions"]))
+
+
+def _finite(value: float) -> float:
+    """MetricRecords carry finite floats; an unbounded difference is reported as float max."""
+    return value if np.isfinite(value) else float(np.finfo(np.float64).max)
 
 
 @app.query()
@@ -78,9 +83,18 @@ def train(msg: Message, context: Context) -> Message:
     x, y = _local_data(context.node_config, str(lineage[wire.LINEAGE_SCENARIO]))
     seed = int(lineage[wire.LINEAGE_SEED])  # type: ignore[call-overload]
     trainer = get_trainer(framework)
-    result = trainer.train(
-        definition, weights, x, y, TrainConfig.from_config(dict(msg.content[wire.CONFIG]), seed)
-    )
+    try:
+        result = trainer.train(
+            definition, weights, x, y, TrainConfig.from_config(dict(msg.content[wire.CONFIG]), seed)
+        )
+    except ParityError as exc:
+        # The parity gate: never train a graph this framework does not compute like ONNX Runtime.
+        refusal = RecordDict({
+            wire.REFUSAL: ConfigRecord({wire.REFUSAL_REASON: str(exc)}),
+            wire.METRICS: MetricRecord({"parity-max-abs": _finite(exc.max_abs),
+                                        "parity-max-rel": _finite(exc.max_rel)}),
+        })
+        return Message(refusal, reply_to=msg)
     definition.validate(result.weights, source=f"{framework} trainer output")
     reply_lineage = ConfigRecord({
         wire.REPLY_BASE_VERSION: str(lineage[wire.LINEAGE_VERSION]), wire.REPLY_CLIENT: key,

@@ -45,6 +45,11 @@ class RegistryError(FlonnxError):
 class ParityError(FlonnxError):
     """A framework's execution of a definition differs from ONNX Runtime beyond tolerance."""
 
+    def __init__(self, message: str, max_abs: float = float("inf"), max_rel: float = float("inf")) -> None:
+        super().__init__(message)
+        self.max_abs = max_abs
+        self.max_rel = max_rel
+
 
 class UnsupportedOp(InvalidModel):
     """The interpreter has no implementation of an ONNX operator (named with domain and opset)."""

@@ -84,6 +84,8 @@ def check_parity(
     if not report.passed:
         raise ParityError(
             f"{framework} does not reproduce ONNX Runtime on definition {definition.id[:12]}: "
-            f"{report.describe()}"
+            f"{report.describe()}",
+            report.max_abs,
+            report.max_rel,
         )
     return report

@@ -16,6 +16,8 @@ CONFIG = "config"
 METRICS = "metrics"
 LINEAGE = "flonnx.lineage"
 HELLO = "flonnx.hello"
+REFUSAL = "flonnx.refusal"  # client -> server instead of arrays: ConfigRecord {reason}, + metrics
+REFUSAL_REASON = "reason"
 
 # server -> client
 LINEAGE_RUN = "run"

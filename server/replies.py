@@ -61,8 +61,18 @@ def check_reply(
     """An :class:`Update` if ``reply`` is a valid update of ``base_version``, else a :class:`Rejection`."""
     try:
         return _check(reply, client, definition, base_version, seed)
+    except _Refused as exc:
+        return Rejection(client.key, client.node_id, str(exc), exc.metrics)
     except InvalidUpdate as exc:
         return Rejection(client.key, client.node_id, str(exc))
+
+
+class _Refused(InvalidUpdate):
+    """The client declined to train (e.g. its parity check failed); carries its measurements."""
+
+    def __init__(self, reason: str, metrics: dict[str, float]) -> None:
+        super().__init__(reason)
+        self.metrics = metrics
 
 
 def _check(
@@ -71,6 +81,10 @@ def _check(
     if reply.has_error():
         raise InvalidUpdate(f"client failed: {reply.error.reason}")
     content = reply.content
+    if wire.REFUSAL in content:
+        refusal = content[wire.REFUSAL]
+        measured = {k: float(v) for k, v in content[wire.METRICS].items()} if wire.METRICS in content else {}
+        raise _Refused(f"client refused to train: {refusal[wire.REFUSAL_REASON]}", measured)
     missing = [k for k in (wire.ARRAYS, wire.METRICS, wire.LINEAGE) if k not in content]
     if missing:
         raise InvalidUpdate(f"reply lacks records {missing}")

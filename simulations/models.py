@@ -46,8 +46,29 @@ def _digits_mlp() -> torch.nn.Module:
     return DigitsMLP()
 
 
+def _digits_cnn() -> torch.nn.Module:
+    from torch import nn
+
+    return nn.Sequential(
+        nn.Conv2d(1, 16, kernel_size=3, padding=1),
+        nn.BatchNorm2d(16),
+        nn.ReLU(),
+        nn.MaxPool2d(2),  # 16 x 4 x 4
+        nn.Conv2d(16, 32, kernel_size=3, padding=1),
+        nn.BatchNorm2d(32),
+        nn.ReLU(),
+        nn.MaxPool2d(2),  # 32 x 2 x 2
+        nn.Flatten(),
+        nn.Linear(128, 10),
+    )
+
+
 MODELS: dict[str, ModelSpec] = {
     "digits-mlp": ModelSpec("digits-mlp", _digits_mlp, (64,), "MLP 64->32->10, ReLU"),
+    "digits-cnn": ModelSpec(
+        "digits-cnn", _digits_cnn, (1, 8, 8),
+        "CNN on 1x8x8: 2 x (Conv3x3 + BatchNorm + ReLU + MaxPool2), Linear 128->10",
+    ),
 }
 
 
