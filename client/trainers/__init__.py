@@ -22,6 +22,10 @@ __all__ = ["TRAINERS", "TrainConfig", "TrainResult", "Trainer", "get_trainer"]
 TRAINERS = {
     "torch": "client.trainers.torch_trainer",
     "sklearn": "client.trainers.sklearn_trainer",
+    # demo/test nodes of the ``digits-faulty`` scenario
+    "faulty-raise": "client.trainers.faulty_raise",
+    "faulty-nan": "client.trainers.faulty_nan",
+    "jax": "client.trainers.jax_trainer",
 }
 
 
@@ -33,6 +37,7 @@ class TrainConfig:
     batch_size: int = 32
     learning_rate: float = 0.01
     seed: int = 0
+    proximal_mu: float = 0.0  # FedProx: weight of (mu/2)·||w - w_global||², sent as ``proximal-mu``
 
     @classmethod
     def from_config(cls, config: Mapping[str, object], seed: int) -> TrainConfig:
@@ -42,6 +47,7 @@ class TrainConfig:
             batch_size=int(config.get("batch-size", cls.batch_size)),  # type: ignore[call-overload]
             learning_rate=float(config.get("learning-rate", cls.learning_rate)),  # type: ignore[arg-type]
             seed=seed,
+            proximal_mu=float(config.get("proximal-mu", 0.0)),  # type: ignore[arg-type]
         )
 
 

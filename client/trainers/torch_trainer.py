@@ -1,4 +1,9 @@
-"""Train natively in PyTorch: the zoo module named by the definition, loaded with its weights."""
+"""Train in PyTorch: natively for zoo models, through the flonnx interpreter for any other graph.
+
+A definition naming a zoo model (``flonnx.model`` metadata) is loaded into that native module, whose
+state-dict names are the initializer names; any other definition is executed by the interpreter's
+torch backend (:mod:`client.trainers.torch_graph`).
+"""
 
 from __future__ import annotations
 
@@ -10,15 +15,20 @@ import torch
 from client.trainers import TrainConfig, TrainResult
 from exchange.adapters.torch_native import load_weights, module_weights
 from exchange.definition import Definition
-from exchange.errors import InvalidModel
 from exchange.parity import check_parity
-from simulations.models import build
+from simulations.models import MODELS, build
 
 __all__ = ["TRAINER", "TorchTrainer"]
 
 
+def proximal_term(module: torch.nn.Module, anchor: list[torch.Tensor], mu: float) -> torch.Tensor:
+    """FedProx's ``(mu / 2) * ||w - w_global||²`` over every parameter of ``module``."""
+    squared = sum(((p - a) ** 2).sum() for p, a in zip(module.parameters(), anchor, strict=True))
+    return (mu / 2.0) * squared  # type: ignore[return-value]
+
+
 class TorchTrainer:
-    """Adam on cross-entropy, deterministic on CPU."""
+    """Adam on cross-entropy (plus FedProx's proximal term when ``proximal_mu > 0``), deterministic."""
 
     name = "torch"
 
@@ -39,8 +49,11 @@ class TorchTrainer:
         torch.use_deterministic_algorithms(True)
         torch.set_num_threads(1)
         model_name = definition.metadata.get("flonnx.model")
-        if model_name is None:
-            raise InvalidModel("the definition names no flonnx.model; torch trains zoo models only")
+        if model_name not in MODELS:
+            # Not a zoo model (e.g. exported by skl2onnx): train the ONNX graph itself.
+            from client.trainers.torch_graph import train_graph
+
+            return train_graph(definition, weights, x, y, config)
         module = build(model_name)
         load_weights(module, definition, weights)
         module.eval()
@@ -52,6 +65,7 @@ class TorchTrainer:
 
         parity = check_parity(definition, weights, run, framework="torch", seed=config.seed)
         module.train()
+        anchor = [p.detach().clone() for p in module.parameters()]  # the round's global weights
         optimizer = torch.optim.Adam(module.parameters(), lr=config.learning_rate)
         loss_fn = torch.nn.CrossEntropyLoss()
         xs, ys = torch.from_numpy(np.asarray(x)), torch.from_numpy(np.asarray(y, np.int64))
@@ -63,6 +77,8 @@ class TorchTrainer:
                 idx = order[start : start + config.batch_size]
                 optimizer.zero_grad()
                 loss = loss_fn(module(xs[idx]), ys[idx])
+                if config.proximal_mu > 0.0:
+                    loss = loss + proximal_term(module, anchor, config.proximal_mu)
                 loss.backward()
                 optimizer.step()
                 total, batches = total + loss.item(), batches + 1

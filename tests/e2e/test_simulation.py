@@ -54,7 +54,7 @@ def test_simulation_shows_progress_per_round_and_the_final_version(runs) -> None
     stdout = runs["A"]["stdout"]
 
     for rnd in range(1, 6):
-        assert f"round {rnd}/5 · replies 6/6 (sklearn 3, torch 3)" in stdout
+        assert f"round {rnd}/5 · replies 6/6 (jax 2, sklearn 2, torch 2)" in stdout
     final = _aggregates(runs["A"]["versions"])[-1]["version_id"]
     assert f"final version: {final}" in stdout
 
@@ -82,7 +82,7 @@ def test_lineage_is_a_dag_from_initial_through_updates_to_aggregates(runs) -> No
     head = versions[0]["version_id"]
     for aggregate in _aggregates(versions):
         parents = [by_id[p] for p in aggregate["parents"]]
-        assert {p["framework"] for p in parents} == {"torch", "sklearn"}
+        assert {p["framework"] for p in parents} == {"torch", "jax", "sklearn"}
         assert all(p["kind"] == "client_update" and p["parents"] == [head] for p in parents)
         assert [p["client"] for p in parents] == sorted(p["client"] for p in parents)
         assert aggregate["strategy"] == "fedavg"
@@ -145,7 +145,7 @@ def test_bad_input_fails_before_starting_flower(tmp_path) -> None:
     rounds = flonnx("simulate", "--rounds", "0", "--registry", str(tmp_path), check=False)
     missing = flonnx("lineage", "ls", "--registry", str(tmp_path / "absent"), check=False)
 
-    assert unknown.returncode == 1 and "unknown scenario 'nope'; available: digits-mixed" in unknown.stderr
+    assert unknown.returncode == 1 and "unknown scenario 'nope'; available: digits-cnn" in unknown.stderr
     assert rounds.returncode == 1 and "--rounds must be at least 1" in rounds.stderr
     assert missing.returncode == 1 and "no flonnx registry at" in missing.stderr
     assert not any("Traceback" in r.stderr for r in (unknown, rounds, missing))
@@ -163,3 +163,18 @@ def test_exported_model_predicts_like_the_registry_weights(runs, tmp_path) -> No
     stored = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
     for name, value in weights.items():
         np.testing.assert_array_equal(stored[name], value)
+
+
+def test_cnn_scenario_reaches_093_within_ten_rounds_with_torch_and_jax(tmp_path) -> None:
+    registry = tmp_path / "cnn"
+
+    flonnx("simulate", "digits-cnn", "--registry", str(registry))
+
+    versions = json.loads(flonnx("lineage", "ls", "--json", "--registry", str(registry)).stdout)
+    aggregates = _aggregates(versions)
+    by_id = {v["version_id"]: v for v in versions}
+    assert len(aggregates) == 10
+    assert max(a["metrics"]["accuracy"] for a in aggregates) >= 0.93
+    assert aggregates[-1]["metrics"]["accuracy"] >= 0.93
+    for aggregate in aggregates:
+        assert {by_id[p]["framework"] for p in aggregate["parents"]} == {"torch", "jax"}
