@@ -14,6 +14,7 @@ import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
+from client.mods import dp_clipping_mod
 from client.trainers import TrainConfig, get_trainer
 from exchange import wire
 from exchange.definition import Definition
@@ -65,7 +66,7 @@ def hello(msg: Message, context: Context) -> Message:
     return Message(RecordDict({wire.HELLO: reply}), reply_to=msg)
 
 
-@app.train()
+@app.train(mods=[dp_clipping_mod])  # per handler: on the ClientApp it would also catch queries
 def train(msg: Message, context: Context) -> Message:
     """Verify the definition and weights ids, train in this node's framework, reply with lineage."""
     lineage = msg.content[wire.LINEAGE]
@@ -95,7 +96,9 @@ def train(msg: Message, context: Context) -> Message:
                                         "parity-max-rel": _finite(exc.max_rel)}),
         })
         return Message(refusal, reply_to=msg)
-    definition.validate(result.weights, source=f"{framework} trainer output")
+    # Structure only: values are judged by the server, which records a rejected update with its
+    # reason (a diverged client's NaNs are a finding for the lineage, not a crash here).
+    definition.validate(result.weights, source=f"{framework} trainer output", finite=False)
     reply_lineage = ConfigRecord({
         wire.REPLY_BASE_VERSION: str(lineage[wire.LINEAGE_VERSION]), wire.REPLY_CLIENT: key,
         wire.REPLY_FRAMEWORK: framework, wire.REPLY_FRAMEWORK_VERSION: trainer.version(),

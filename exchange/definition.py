@@ -219,8 +219,13 @@ class Definition:
         return [v.name for v in self._proto.graph.output]
 
     # -- weights ------------------------------------------------------------------------------
-    def validate(self, weights: Mapping[str, np.ndarray], *, source: str = "update") -> None:
-        """Check names, dtypes, shapes and finiteness; raise :class:`InvalidUpdate` listing every problem."""
+    def validate(
+        self, weights: Mapping[str, np.ndarray], *, source: str = "update", finite: bool = True
+    ) -> None:
+        """Check names, dtypes, shapes and (unless ``finite=False``) finiteness.
+
+        Raises :class:`InvalidUpdate` listing every problem.
+        """
         problems: list[str] = []
         missing = sorted(set(self.specs) - set(weights))
         extra = sorted(set(weights) - set(self.specs))
@@ -241,7 +246,7 @@ class Definition:
                 problems.append(
                     f"tensor {name!r}: expected shape {list(spec.shape)}, got {list(value.shape)}"
                 )
-            elif value.dtype.kind == "f":
+            elif finite and value.dtype.kind == "f":
                 bad = int(np.size(value) - np.count_nonzero(np.isfinite(value)))
                 if bad:
                     problems.append(f"tensor {name!r}: {bad} non-finite values (NaN or inf)")

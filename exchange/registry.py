@@ -3,7 +3,11 @@
 Layout of a registry directory (default ``./runs``)::
 
     registry.db        SQLite (WAL): runs, versions, which run made which version, round heads
-    blobs/ab/ab…       content-addressed blobs: canonical definitions and weights
+    blobs/ab/ab…       content-addressed blobs: canonical definitions, weights, strategy states
+
+A strategy state (the aggregation strategy's own memory after a round: optimizer moments, momentum,
+clipping norm) is a canonical-JSON blob ``{"arrays_id": …, "state": …}`` whose arrays live in a
+weights-encoded blob; ``strategy_states`` maps (run, round) to it, written in the round's transaction.
 
 A version's record is stored as the canonical JSON its id is computed over, so ``verify`` can re-hash
 every record and blob. Blobs are written (atomically) before the transaction that references them;
@@ -28,10 +32,10 @@ import numpy as np
 from exchange.blobstore import BlobStore
 from exchange.definition import Definition
 from exchange.errors import FlonnxError, LineageError, RegistryError
-from exchange.hashing import decode_weights, encode_weights, sha256_hex
+from exchange.hashing import canonical_json, decode_weights, encode_weights, sha256_hex
 from exchange.lineage import VersionKind, VersionRecord
 
-__all__ = ["Registry", "RunInfo", "StoredVersion"]
+__all__ = ["Registry", "RunInfo", "StoredVersion", "strategy_state_id"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -63,7 +67,24 @@ CREATE TABLE IF NOT EXISTS run_heads (
     version_id TEXT NOT NULL REFERENCES versions(version_id),
     PRIMARY KEY (run_id, round)
 );
+CREATE TABLE IF NOT EXISTS strategy_states (
+    run_id   TEXT NOT NULL REFERENCES runs(run_id),
+    round    INTEGER NOT NULL,
+    state_id TEXT NOT NULL,
+    PRIMARY KEY (run_id, round)
+);
 """
+
+
+def _state_document(arrays: Mapping[str, np.ndarray], state: Mapping[str, Any]) -> tuple[bytes, bytes]:
+    """(encoded arrays, canonical state document) of a strategy state."""
+    encoded = encode_weights(arrays)
+    return encoded, canonical_json({"arrays_id": sha256_hex(encoded), "state": dict(state)})
+
+
+def strategy_state_id(arrays: Mapping[str, np.ndarray], state: Mapping[str, Any]) -> str:
+    """The id :meth:`Registry.put_state` gives a strategy state, computed without storing it."""
+    return sha256_hex(_state_document(arrays, state)[1])
 
 
 def _now() -> str:
@@ -169,6 +190,31 @@ class Registry:
             raise LineageError(f"weights blob {weights_id[:12]} does not match its id")
         return decode_weights(data)
 
+    def put_state(self, arrays: Mapping[str, np.ndarray], state: Mapping[str, Any]) -> str:
+        """Store a strategy state (named arrays + a JSON-able description); returns its id."""
+        encoded, document = _state_document(arrays, state)
+        self.blobs.put(encoded)
+        return self.blobs.put(document)
+
+    def get_state(self, state_id: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Load a strategy state stored by :meth:`put_state`, checking both blobs' ids."""
+        data = self.blobs.get(state_id)
+        if sha256_hex(data) != state_id:
+            raise LineageError(f"strategy state blob {state_id[:12]} does not match its id")
+        try:
+            document = json.loads(data)
+            arrays_id, state = str(document["arrays_id"]), dict(document["state"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise LineageError(f"strategy state blob {state_id[:12]} is malformed: {exc!r}") from exc
+        return self.get_weights(arrays_id), state
+
+    def state_at(self, run_id: str, round: int) -> str | None:  # noqa: A002
+        """The id of the strategy state a run saved after ``round``, if any."""
+        row = self._db.execute(
+            "SELECT state_id FROM strategy_states WHERE run_id=? AND round=?", (run_id, round)
+        ).fetchone()
+        return None if row is None else str(row[0])
+
     # -- runs -----------------------------------------------------------------------------------
     def create_run(self, scenario: str, seed: int, config: Mapping[str, Any]) -> str:
         """Register a new run and return its id (time-ordered, unique)."""
@@ -253,11 +299,16 @@ class Registry:
         *,
         head_round: int | None = None,
         head: str | None = None,
+        state_id: str | None = None,
     ) -> list[str]:
         """Record versions of a run (and optionally the run's new head) in one transaction.
 
-        Every referenced blob and parent must already be stored. Returns the version ids.
+        ``state_id`` (from :meth:`put_state`) is the strategy state after ``head_round``, saved in
+        the same transaction. Every referenced blob and parent must already be stored. Returns the
+        version ids.
         """
+        if state_id is not None and not self.blobs.exists(state_id):
+            raise RegistryError(f"strategy state blob {state_id[:12]} is not stored")
         ids = [r.version_id for r in records]
         for record in records:
             for blob in (record.definition_id, record.weights_id):
@@ -291,6 +342,11 @@ class Registry:
                 db.execute(
                     "INSERT OR REPLACE INTO run_heads VALUES (?,?,?)", (run_id, head_round, head)
                 )
+            if state_id is not None:
+                if head_round is None:
+                    raise ValueError("head_round is required with state_id")
+                db.execute("INSERT OR REPLACE INTO strategy_states VALUES (?,?,?)",
+                           (run_id, head_round, state_id))
         return ids
 
     def versions(self, run_id: str) -> list[StoredVersion]:
@@ -369,7 +425,21 @@ class Registry:
             for rnd, head in self.heads(run_id).items():
                 if head not in all_ids:
                     problems.append(f"run {run_id} round {rnd}: head {head[:12]} is not recorded")
+        checked += self._verify_states(run_id, problems)
         return checked, problems
+
+    def _verify_states(self, run_id: str | None, problems: list[str]) -> int:
+        """Re-hash every saved strategy state (and its arrays) of one run or all runs."""
+        rows = self._db.execute(
+            "SELECT run_id, round, state_id FROM strategy_states WHERE ? IS NULL OR run_id=? "
+            "ORDER BY run_id, round", (run_id, run_id),
+        ).fetchall()
+        for run, rnd, state_id in rows:
+            try:
+                self.get_state(state_id)
+            except FlonnxError as exc:
+                problems.append(f"run {run} round {rnd}: strategy state {state_id[:12]}: {exc}")
+        return len(rows)
 
     def _check_definition(self, definition_id: str, problems: list[str]) -> Definition | None:
         try:

@@ -30,6 +30,10 @@ LINEAGE_SEED = "seed"
 LINEAGE_SCENARIO = "scenario"
 LINEAGE_FRAMEWORKS = "frameworks"  # comma-separated mix, indexed by partition (simulation)
 
+# server -> client, in the ``config`` record: client-side DP clipping the node must apply
+# ("fixed" or "adaptive"; absent = none). Flower's own clipping norm key rides along.
+CONFIG_DP_CLIPPING = "flonnx.dp-clipping"
+
 # client -> server
 REPLY_BASE_VERSION = "base-version"
 REPLY_CLIENT = "client"

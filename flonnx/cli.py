@@ -55,9 +55,13 @@ def simulate(
     rounds: Annotated[int | None, typer.Option(help="Number of rounds (default: the scenario's).")] = None,
     seed: Annotated[int, typer.Option(help="Run seed.")] = 0,
     registry: RegistryOpt = Path("runs"),
-    strategy: Annotated[str | None, typer.Option(help="Strategy name or module:Class.")] = None,
+    strategy: Annotated[list[str] | None, typer.Option(
+        help="Strategy name or module:Class; repeat to run one registry run per strategy.")] = None,
     strategy_config: Annotated[list[str] | None, typer.Option(
-        "--strategy-config", help="Strategy parameter key=value (repeatable).")] = None,
+        "--strategy-config",
+        help="Strategy parameter key=value, or NAME.key=value for one strategy (repeatable).")] = None,
+    min_train_nodes: Annotated[int | None, typer.Option(
+        help="Fewest valid updates a round needs (default 2).")] = None,
     verbose: Annotated[bool, typer.Option(help="Show Flower's and Ray's logs.")] = False,
 ) -> None:
     """Run a scenario on Flower's Simulation Engine and record every version."""
@@ -70,17 +74,54 @@ def simulate(
     overrides: dict[str, Any] = {"seed": seed, "registry": str(registry)}
     if rounds is not None:
         overrides["num-server-rounds"] = rounds
-    if strategy is not None:
-        overrides["strategy"] = strategy
+    if strategy:
+        overrides["strategy"] = " ".join(strategy)
     if strategy_config:
         overrides["strategy-config"] = " ".join(strategy_config)
-    from server.settings import Settings
-    from server.strategies import build_strategy
+    if min_train_nodes is not None:
+        overrides["min-train-nodes"] = min_train_nodes
+    from server.app import run_plan
 
-    settings = Settings.from_run_config({"scenario": scenario, **overrides})
-    build_strategy(settings.strategy, settings.strategy_config)  # fail before Ray starts
+    run_plan({"scenario": scenario, **overrides})  # fail before Ray starts
     console.print(f"[dim]{spec.description}; starting Flower's simulation engine…[/]")
-    run(scenario, overrides=overrides, verbose=verbose)
+    run_ids = run(scenario, overrides=overrides, verbose=verbose)
+    if len(run_ids) > 1:
+        console.print(f"runs: {' '.join(run_ids)}")
+
+
+@app.command()
+@_friendly
+def resume(
+    runs: Annotated[list[str], typer.Argument(help="Run id(s) or unique prefixes, same scenario.")],
+    rounds: Annotated[int | None, typer.Option(
+        help="New total number of rounds (default: the run's planned total).")] = None,
+    registry: RegistryOpt = Path("runs"),
+    verbose: Annotated[bool, typer.Option(help="Show Flower's and Ray's logs.")] = False,
+) -> None:
+    """Continue stopped or failed runs from their last committed round, strategy state included."""
+    from server.app import run_plan
+    from simulations.runner import simulate as run
+
+    reg = _open(registry)
+    run_ids = [reg.resolve_run(r) for r in runs]
+    scenarios = {reg.run(r).scenario for r in run_ids}
+    reg.close()
+    if len(scenarios) != 1:
+        raise FlonnxError(f"runs resumed together must share a scenario, got {sorted(scenarios)}")
+    overrides: dict[str, Any] = {"registry": str(registry), "resume": " ".join(run_ids)}
+    if rounds is not None:
+        overrides["num-server-rounds"] = rounds
+    plans = run_plan(overrides)  # fail before Ray starts
+    with _open(registry) as check:
+        for plan in plans:
+            done = max(check.heads(plan.resume), default=0)
+            if done >= plan.rounds:
+                raise FlonnxError(
+                    f"run {plan.resume} already has {done} of {plan.rounds} rounds; pass --rounds N "
+                    f"with N > {done}"
+                )
+    (scenario,) = scenarios
+    run(scenario, overrides={**overrides, "scenario": scenario}, verbose=verbose)
 
 
 @app.command()
@@ -122,6 +163,8 @@ def lineage_ls(
     for v in versions:
         r = v.record
         metrics = " ".join(f"{k}={val:.4g}" for k, val in sorted(r.metrics.items()))
+        if r.reason:
+            metrics = f"[yellow]reason:[/] {r.reason}"
         table.add_row(
             v.version_id[:12], r.kind.value, str(r.round), " ".join(p[:8] for p in r.parents),
             r.definition_id[:8], r.weights_id[:8], r.framework, r.client, str(r.num_examples), metrics,
@@ -158,6 +201,30 @@ def lineage_verify(run: RunOpt = None, registry: RegistryOpt = Path("runs"),
     console.print(f"[green]ok[/]: {checked} records and blobs of {scope} re-hash to their ids")
 
 
+@lineage_app.command("replay")
+@_friendly
+def lineage_replay(
+    run: Annotated[str | None, typer.Argument(help="Run id or unique prefix (default: newest).")] = None,
+    registry: RegistryOpt = Path("runs"),
+) -> None:
+    """Re-aggregate every round from the recorded updates; exit 1 naming the first round that differs."""
+    from server.replay import replay_run
+
+    reg = _open(registry)
+    run_id = reg.resolve_run(run)
+    report = replay_run(reg, run_id)
+    for item in report.rounds:
+        mark = "[green]ok[/]" if item.ok else "[red]MISMATCH[/]"
+        console.print(f"round {item.round}: {mark} weights {item.weights_id[:12]}"
+                      + ("" if item.ok else f" ({item.problem})"), soft_wrap=True)
+    if not report.ok:
+        bad = next(r for r in report.rounds if not r.ok)
+        err.print(f"[red]replay of run {run_id} differs at round {bad.round}[/]: {bad.problem}")
+        raise typer.Exit(1)
+    console.print(f"[green]ok[/]: {len(report.rounds)} round(s) of run {run_id} re-aggregate bit for "
+                  f"bit with {report.strategy}")
+
+
 @app.command("export")
 @_friendly
 def export(
@@ -172,6 +239,42 @@ def export(
     version_id = reg.resolve_version(version)
     path = write_model(export_version(reg, version_id), output)
     console.print(f"wrote {path} (version {version_id[:12]})")
+
+
+@app.command()
+@_friendly
+def check(
+    model: Annotated[Path, typer.Argument(help="ONNX file to check.", exists=True, dir_okay=False)],
+    as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
+    seed: Annotated[int, typer.Option(help="Seed of the random probe inputs.")] = 0,
+) -> None:
+    """Validate an ONNX file and tell which installed framework can train it, with parity."""
+    from exchange.check import check_model
+
+    report = check_model(model, seed=seed)
+    if as_json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        status = "[green]valid[/]" if report.valid else "[red]invalid[/]"
+        console.print(f"{model}: {status}", soft_wrap=True)
+        for problem in report.problems:
+            console.print(f"  [red]problem:[/] {problem}", soft_wrap=True)
+        if report.valid:
+            console.print(f"  definition {report.definition_id[:12]} · opsets {report.opsets} · "
+                          f"inputs {report.inputs} · outputs {report.outputs} · "
+                          f"{report.parameters} parameters", soft_wrap=True)
+            table = Table()
+            for column in ("framework", "installed", "trains it", "parity max abs / rel", "notes"):
+                table.add_column(column)
+            for fw in report.frameworks:
+                parity = (f"{fw.parity['max_abs']:.2e} / {fw.parity['max_rel']:.2e} "
+                          f"{'pass' if fw.parity['passed'] else 'FAIL'}") if fw.parity else "–"
+                notes = "missing: " + ", ".join(fw.missing_ops) if fw.missing_ops else fw.note
+                table.add_row(fw.framework, "yes" if fw.installed else "no",
+                              "yes" if fw.trainable else "no", parity, notes or fw.how)
+            console.print(table)
+    if not report.valid:
+        raise typer.Exit(1)
 
 
 def main() -> None:

@@ -1,18 +1,52 @@
-"""The flonnx ``ServerApp`` (``[tool.flwr.app.components] serverapp = "server.app:app"``)."""
+"""The flonnx ``ServerApp`` (``[tool.flwr.app.components] serverapp = "server.app:app"``).
+
+Run config ``strategy`` may list several strategies (``"fedavg fedadam"``): the ServerApp then runs
+one registry run per strategy, one after the other on the same grid, so a comparison pays for the
+simulation engine's start-up once. ``resume = "RUN [RUN …]"`` continues recorded runs instead, one
+after the other.
+"""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
+from exchange.registry import Registry
 from server.federation import Federation
 from server.progress import Reporter
-from server.settings import Settings
+from server.settings import Settings, plan_runs
 
-__all__ = ["app", "make_server_app"]
+__all__ = ["app", "make_server_app", "resumed_settings", "run_plan"]
+
+_log = logging.getLogger(__name__)
+
+
+def resumed_settings(requested: Settings, config: Mapping[str, Any]) -> Settings:
+    """The stored settings of run ``requested.resume``, with a new total of rounds if one was given."""
+    with Registry(requested.registry, create=False) as registry:
+        stored = Settings.from_json(registry.run(requested.resume).config)
+    rounds = requested.rounds if "num-server-rounds" in config else stored.rounds
+    return replace(stored, registry=requested.registry, resume=requested.resume, rounds=rounds)
+
+
+def run_plan(config: Mapping[str, Any]) -> list[Settings]:
+    """The runs a run config asks for, each validated (strategy built) before any round starts."""
+    requested = Settings.from_run_config(config)
+    if requested.resume:
+        plans = [resumed_settings(replace(requested, resume=run_id), config)
+                 for run_id in requested.resume.replace(",", " ").split()]
+    else:
+        plans = plan_runs(config)
+    from server.strategies import build_strategy
+
+    for settings in plans:
+        build_strategy(settings.strategy, settings.strategy_config, settings.strategy_defaults())
+    return plans
 
 
 def make_server_app(
@@ -22,23 +56,37 @@ def make_server_app(
 ) -> ServerApp:
     """A ServerApp whose run config is Flower's merged with ``overrides``.
 
-    ``result`` (if given) receives ``run_id`` as soon as the run is registered and ``error`` if the
-    run fails, for in-process callers such as ``flonnx simulate``.
+    ``result`` (if given) receives ``run_ids`` (in plan order, as soon as each run is registered) and
+    ``errors`` (run id or strategy -> exception) for in-process callers such as ``flonnx simulate``.
+    A failing run does not stop the next strategy's run; the ServerApp raises the first error at the
+    end.
     """
     server_app = ServerApp()
+    out: dict[str, Any] = result if result is not None else {}
 
     @server_app.main()
     def main(grid: Grid, context: Context) -> None:
+        out.setdefault("run_ids", [])
+        out.setdefault("errors", {})
         try:
-            settings = Settings.from_run_config({**dict(context.run_config), **dict(overrides or {})})
-            federation = Federation(grid, settings, reporter)
-            if result is not None:
-                federation.on_run_created = lambda run_id: result.__setitem__("run_id", run_id)
-            federation.run()
+            plans = run_plan({**dict(context.run_config), **dict(overrides or {})})
         except BaseException as exc:
-            if result is not None:
-                result["error"] = exc  # type: ignore[assignment]
+            out["errors"]["config"] = exc
             raise
+        first: BaseException | None = None
+        for settings in plans:
+            before = len(out["run_ids"])
+            try:
+                federation = Federation(grid, settings, reporter)
+                federation.on_run_created = out["run_ids"].append
+                federation.run()
+            except Exception as exc:  # noqa: BLE001 - recorded, the next strategy still runs
+                key = out["run_ids"][-1] if len(out["run_ids"]) > before else settings.strategy
+                out["errors"][key] = exc
+                _log.error("run with strategy %s failed: %s", settings.strategy, exc)
+                first = first or exc
+        if first is not None:
+            raise first
 
     return server_app
 

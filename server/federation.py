@@ -2,19 +2,24 @@
 
 Per round: sample clients by stable key with a seeded RNG; let the inner Flower strategy configure
 the round; add the definition and lineage to every message; validate every reply; hand the valid
-ones to the strategy in client-key order; record the updates and the aggregate in the registry in
-one transaction; evaluate the new global version with ONNX Runtime on the server's test split.
+ones to the strategy in client-key order (:mod:`server.aggregation`); evaluate the new global version
+with ONNX Runtime on the server's test split; record the updates, the rejections, the aggregate and
+the strategy's state in the registry in one transaction.
+
+A round with fewer than ``min-train-nodes`` valid updates is not committed: the run is marked
+``failed`` and :meth:`Federation.run` with ``Settings.resume`` continues it from its last committed
+round, with the strategy state restored from the registry.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MessageType, RecordDict
+from flwr.app import ConfigRecord, Message, MessageType, RecordDict
 from flwr.serverapp import Grid
 
 from exchange import wire
@@ -24,15 +29,21 @@ from exchange.lineage import VersionKind, VersionRecord, environment
 from exchange.ort import classification_metrics
 from exchange.registry import Registry
 from exchange.seeds import derive_seed
+from server.aggregation import AggregationInput, aggregate_round, configure_round
 from server.progress import ConsoleReporter, Reporter, RoundSummary
 from server.replies import ClientInfo, Rejection, Update, check_reply
 from server.sampling import sample_clients
 from server.settings import Settings
-from server.strategies import build_strategy
+from server.strategies import DP_CLIPPING_MODE, build_strategy
+from server.strategy_state import capture_state, restore_state
 from simulations.data import load_split
 from simulations.scenarios import Scenario, get_scenario
 
-__all__ = ["Federation", "initial_model"]
+__all__ = ["Federation", "RoundFailed", "initial_model"]
+
+
+class RoundFailed(FlonnxError):
+    """A round could not be aggregated; nothing of it was committed and the run can be resumed."""
 
 
 def initial_model(scenario: Scenario, seed: int) -> tuple[Definition, dict[str, np.ndarray]]:
@@ -46,19 +57,6 @@ def initial_model(scenario: Scenario, seed: int) -> tuple[Definition, dict[str, 
     module = build(scenario.model)
     example = torch.zeros((2, *MODELS[scenario.model].input_shape))
     return export_module(module, example, metadata={"flonnx.model": scenario.model})
-
-
-class _SampledGrid:
-    """What the inner strategy sees: only the nodes flonnx sampled for this round."""
-
-    def __init__(self, grid: Grid, node_ids: list[int]) -> None:
-        self._grid, self._node_ids = grid, node_ids
-
-    def get_node_ids(self) -> Iterable[int]:
-        return list(self._node_ids)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._grid, name)
 
 
 @dataclass
@@ -78,7 +76,9 @@ class Federation:
         self.reporter = reporter or ConsoleReporter()
         self.scenario = get_scenario(settings.scenario)
         self.registry = Registry(settings.registry)
-        self.strategy, self.strategy_config = build_strategy(settings.strategy, settings.strategy_config)
+        self.built = build_strategy(settings.strategy, settings.strategy_config,
+                                    settings.strategy_defaults())
+        self.strategy, self.strategy_config = self.built.strategy, self.built.config
         split = load_split(self.scenario.dataset, image=self.scenario.image_input)
         self.x_test, self.y_test = split.x_test, split.y_test
         self.server_env = environment()
@@ -88,7 +88,9 @@ class Federation:
 
     # -- public ---------------------------------------------------------------------------------
     def run(self) -> str:
-        """Run all rounds from scratch; returns the run id."""
+        """Run all rounds (or continue ``settings.resume``); returns the run id."""
+        if self.settings.resume:
+            return self._resume(self.settings.resume)
         definition, weights = initial_model(self.scenario, self.settings.seed)
         run_id = self.registry.create_run(self.scenario.name, self.settings.seed, self.settings.to_json())
         self.on_run_created(run_id)
@@ -100,7 +102,8 @@ class Federation:
                 weights_id=self.registry.put_weights(weights), framework="torch",
                 metrics=metrics, seed=self.settings.seed, environment=self.server_env,
             )
-            (version_id,) = self.registry.commit(run_id, [record], head_round=0, head=record.version_id)
+            (version_id,) = self.registry.commit(run_id, [record], head_round=0, head=record.version_id,
+                                                 state_id=self._save_state())
             self.reporter.start(run_id, self.scenario.name, version_id, metrics)
             head = _Head(0, version_id, weights, record.weights_id)
             self._rounds(run_id, definition, head)
@@ -110,6 +113,39 @@ class Federation:
         self.registry.set_status(run_id, "completed")
         self.reporter.finish(run_id, self.history)
         return run_id
+
+    def _resume(self, run_id: str) -> str:
+        """Continue ``run_id`` from its last committed round with its saved strategy state."""
+        heads = self.registry.heads(run_id)
+        if not heads:
+            raise FlonnxError(f"run {run_id} has no committed version to resume from")
+        last = max(heads)
+        if last >= self.settings.rounds:
+            raise FlonnxError(
+                f"run {run_id} already has {last} rounds; pass a larger total (--rounds)"
+            )
+        state_id = self.registry.state_at(run_id, last)
+        if state_id is None:
+            raise FlonnxError(f"run {run_id} saved no strategy state after round {last}")
+        restore_state(self.strategy, *self.registry.get_state(state_id))
+        record = self.registry.record(heads[last])
+        definition = self.registry.get_definition(record.definition_id)
+        weights = self.registry.get_weights(record.weights_id)
+        self.on_run_created(run_id)
+        self.registry.update_config(run_id, self.settings.to_json())
+        self.registry.set_status(run_id, "running")
+        try:
+            self.reporter.start(run_id, self.scenario.name, heads[last], dict(record.metrics))
+            self._rounds(run_id, definition, _Head(last, heads[last], weights, record.weights_id))
+        except BaseException:
+            self.registry.set_status(run_id, "failed")
+            raise
+        self.registry.set_status(run_id, "completed")
+        self.reporter.finish(run_id, self.history)
+        return run_id
+
+    def _save_state(self) -> str:
+        return self.registry.put_state(*capture_state(self.strategy))
 
     def evaluate(self, definition: Definition, weights: dict[str, np.ndarray]) -> dict[str, float]:
         """Server-side evaluation with ONNX Runtime on the held-out split."""
@@ -170,11 +206,11 @@ class Federation:
             fraction=self.settings.fraction_train, minimum=self.settings.min_train_nodes,
         )
         by_node = {clients[k].node_id: clients[k] for k in keys}
-        train_config = ConfigRecord(dict(self.settings.train))
-        arrays = ArrayRecord({name: Array(np.asarray(w)) for name, w in head.weights.items()})
-        configured = list(self.strategy.configure_train(
-            rnd, arrays, train_config, _SampledGrid(self.grid, sorted(by_node))
-        ))
+        train_config: dict[str, Any] = dict(self.settings.train)
+        if self.built.dp_clipping:
+            train_config[DP_CLIPPING_MODE] = self.built.dp_clipping
+        configured = configure_round(self.strategy, rnd, self.settings.seed, head.weights,
+                                     train_config, sorted(by_node), self.grid)
         seeds = {k: derive_seed(self.settings.seed, rnd, k) for k in keys}
         messages = []
         for message in sorted(configured, key=lambda m: by_node[m.metadata.dst_node_id].key):
@@ -203,16 +239,21 @@ class Federation:
         rejected += [Rejection(k, clients[k].node_id, "no reply before the round timeout")
                      for k in keys if k not in answered]
         updates.sort(key=lambda u: u.client)
-        if not updates:
+        rejected.sort(key=lambda r: r.client)  # replies arrive in completion order
+        if len(updates) < self.settings.min_train_nodes:
             reasons = "; ".join(f"{r.client}: {r.reason}" for r in rejected)
-            raise FlonnxError(f"round {rnd}: no valid update to aggregate ({reasons})")
-        aggregated, train_metrics = self.strategy.aggregate_train(rnd, [u.message for u in updates])
-        if aggregated is None:
-            raise FlonnxError(f"round {rnd}: strategy {self.settings.strategy} returned no weights")
-        new_weights = {name: array.numpy() for name, array in aggregated.items()}
-        definition.validate(new_weights, source=f"round {rnd} aggregate")
+            raise RoundFailed(
+                f"round {rnd}: {len(updates)} valid update(s), min-train-nodes is "
+                f"{self.settings.min_train_nodes}; the round was not committed "
+                f"(rejected: {reasons or 'none'})"
+            )
+        new_weights, train_metrics = aggregate_round(
+            self.strategy, rnd, self.settings.seed,
+            [AggregationInput(u.client, u.weights, u.num_examples, u.metrics) for u in updates],
+            definition, label=self.settings.strategy,
+        )
         return self._commit(run_id, rnd, definition, head, updates, rejected, new_weights, len(keys),
-                            dict(train_metrics or {}))
+                            train_metrics)
 
     def _commit(
         self, run_id: str, rnd: int, definition: Definition, head: _Head, updates: list[Update],
@@ -249,7 +290,8 @@ class Federation:
             metrics=metrics, seed=self.settings.seed, strategy=self.settings.strategy,
             strategy_config=self.strategy_config, environment=self.server_env,
         )
-        self.registry.commit(run_id, [*records, aggregate], head_round=rnd, head=aggregate.version_id)
+        self.registry.commit(run_id, [*records, aggregate], head_round=rnd, head=aggregate.version_id,
+                             state_id=self._save_state())
         summary = RoundSummary(
             round=rnd, total_rounds=self.settings.rounds, sampled=sampled,
             frameworks=[u.framework for u in updates], rejected=rejected, metrics=metrics,

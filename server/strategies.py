@@ -1,15 +1,37 @@
-"""Flower strategies by name, with their parameters parsed from ``key=value`` strings."""
+"""Flower strategies by name (or ``module:Class``), with parameters parsed from ``key=value`` strings.
+
+Every strategy in ``flwr.serverapp.strategy`` that aggregates arrays has a short name; the four
+differential-privacy wrappers take the strategy they wrap as ``inner=NAME`` (default ``fedavg``) and
+pass every parameter they do not know on to it. A researcher's own strategy is named
+``package.module:Class`` (see docs/strategies.md). Unknown names and bad parameters raise
+:class:`~exchange.errors.FlonnxError` listing the valid choices, before any round runs.
+
+The effective configuration (every settable parameter, defaults included, keys in ``dash-case``) is
+what lineage records; :func:`build_strategy` accepts it back unchanged, which is how resume and
+replay rebuild the recorded strategy.
+"""
 
 from __future__ import annotations
 
 import importlib
 import inspect
+import types
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Union, get_args, get_origin
 
+from exchange import wire
 from exchange.errors import FlonnxError
 
-__all__ = ["STRATEGIES", "build_strategy", "strategy_parameters"]
+__all__ = [
+    "DP_CLIPPING_MODE",
+    "DP_WRAPPERS",
+    "STRATEGIES",
+    "BuiltStrategy",
+    "build_strategy",
+    "strategy_names",
+    "strategy_parameters",
+]
 
 #: name -> class in flwr.serverapp.strategy
 STRATEGIES: dict[str, str] = {
@@ -27,6 +49,17 @@ STRATEGIES: dict[str, str] = {
     "qfedavg": "QFedAvg",
 }
 
+#: name -> (class in flwr.serverapp.strategy, client-side clipping mode or "" for server-side)
+DP_WRAPPERS: dict[str, tuple[str, str]] = {
+    "dp-server-fixed": ("DifferentialPrivacyServerSideFixedClipping", ""),
+    "dp-server-adaptive": ("DifferentialPrivacyServerSideAdaptiveClipping", ""),
+    "dp-client-fixed": ("DifferentialPrivacyClientSideFixedClipping", "fixed"),
+    "dp-client-adaptive": ("DifferentialPrivacyClientSideAdaptiveClipping", "adaptive"),
+}
+
+#: Train-config key telling the client's clipping mod which client-side clipping to apply.
+DP_CLIPPING_MODE = wire.CONFIG_DP_CLIPPING
+
 #: Sampling is flonnx's (by stable client key); the inner strategy takes every node it is given.
 _SAMPLING = {
     "fraction_train": 1.0,
@@ -35,75 +68,178 @@ _SAMPLING = {
     "min_evaluate_nodes": 0,
     "min_available_nodes": 1,
 }
-_NOT_SETTABLE = {*_SAMPLING, "weighted_by_key", "arrayrecord_key", "configrecord_key",
-                 "train_metrics_aggr_fn", "evaluate_metrics_aggr_fn"}
+_NOT_SETTABLE = {*_SAMPLING, "weighted_by_key", "arrayrecord_key", "configrecord_key", "strategy"}
+_SCALARS = (bool, int, float, str)
+_INNER = "inner"
+
+
+@dataclass(frozen=True)
+class BuiltStrategy:
+    """A Flower strategy instance and the facts flonnx records about it."""
+
+    name: str
+    strategy: Any  # flwr.serverapp.strategy.Strategy
+    config: dict[str, str]  # effective configuration, dash-case keys, recorded in lineage
+    dp_clipping: str = ""  # "fixed" / "adaptive" when clients must clip, else ""
+
+
+def strategy_names() -> list[str]:
+    """Every built-in name, in documentation order."""
+    return [*STRATEGIES, *DP_WRAPPERS]
+
+
+def _choices() -> str:
+    return f"{', '.join(strategy_names())} or package.module:Class"
 
 
 def _resolve(name: str) -> type:
     if ":" in name:
         module_name, _, attr = name.partition(":")
         try:
-            return getattr(importlib.import_module(module_name), attr)  # type: ignore[no-any-return]
+            cls = getattr(importlib.import_module(module_name), attr)
         except (ImportError, AttributeError) as exc:
             raise FlonnxError(f"cannot load strategy {name!r}: {exc}") from exc
-    if name not in STRATEGIES:
-        raise FlonnxError(
-            f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)} or module:Class"
-        )
+        from flwr.serverapp.strategy import Strategy
+
+        if not (isinstance(cls, type) and issubclass(cls, Strategy)):
+            raise FlonnxError(
+                f"strategy {name!r} must be a subclass of flwr.serverapp.strategy.Strategy, "
+                f"got {cls!r}"
+            )
+        return cls
     module = importlib.import_module("flwr.serverapp.strategy")
-    return getattr(module, STRATEGIES[name])  # type: ignore[no-any-return]
+    if name in STRATEGIES:
+        return getattr(module, STRATEGIES[name])  # type: ignore[no-any-return]
+    if name in DP_WRAPPERS:
+        return getattr(module, DP_WRAPPERS[name][0])  # type: ignore[no-any-return]
+    raise FlonnxError(f"unknown strategy {name!r}; choose one of {_choices()}")
+
+
+def _scalar_type(param: inspect.Parameter) -> type | None:
+    """The scalar type a parameter takes from the command line, or ``None`` if it takes objects."""
+    annotation = param.annotation
+    if annotation is inspect.Parameter.empty:
+        default = param.default
+        if default is inspect.Parameter.empty or default is None:
+            return str
+        return type(default) if isinstance(default, _SCALARS) else None
+    if isinstance(annotation, str):  # postponed annotations (``from __future__ import annotations``)
+        members_s = [a.strip() for a in annotation.split("|") if a.strip() != "None"]
+        by_name = {t.__name__: t for t in _SCALARS}
+        return by_name.get(members_s[0]) if len(members_s) == 1 else None
+    if annotation in _SCALARS:
+        return annotation  # type: ignore[no-any-return]
+    if get_origin(annotation) in (Union, types.UnionType):
+        members = [a for a in get_args(annotation) if a is not type(None)]
+        if len(members) == 1 and members[0] in _SCALARS:
+            return members[0]  # type: ignore[no-any-return]
+    return None
 
 
 def strategy_parameters(cls: type) -> dict[str, inspect.Parameter]:
-    """The constructor parameters a user may set (sampling and record keys belong to flonnx)."""
-    params = inspect.signature(cls.__init__).parameters
-    return {n: p for n, p in params.items() if n != "self" and n not in _NOT_SETTABLE
-            and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+    """Constructor parameters a user may set: scalars only; sampling and record keys are flonnx's."""
+    params = inspect.signature(cls.__init__).parameters  # type: ignore[misc]
+    return {
+        n: p for n, p in params.items()
+        if n != "self" and n not in _NOT_SETTABLE
+        and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and _scalar_type(p) is not None
+    }
 
 
-def _parse(value: str, default: Any, name: str) -> Any:
+def _dash(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def _parse(value: str, param: inspect.Parameter, label: str) -> Any:
+    kind = _scalar_type(param)
+    if value == "None" and (param.default is None or kind is None):
+        return None
     try:
-        if isinstance(default, bool):
+        if kind is bool:
             if value.lower() not in ("true", "false", "1", "0"):
                 raise ValueError(value)
             return value.lower() in ("true", "1")
-        if isinstance(default, int):
+        if kind is int:
             return int(value)
-        if isinstance(default, float):
+        if kind is float:
             return float(value)
-        if default is None or default is inspect.Parameter.empty:
-            for kind in (int, float):
-                try:
-                    return kind(value)
-                except ValueError:
-                    continue
         return value
     except ValueError:
         raise FlonnxError(
-            f"strategy parameter {name}={value!r}: expected {type(default).__name__}"
+            f"strategy parameter {label}={value!r}: expected {getattr(kind, '__name__', kind)}"
         ) from None
 
 
-def build_strategy(name: str, config: Mapping[str, str]) -> tuple[Any, dict[str, str]]:
-    """Instantiate the strategy; returns it and its full effective config (for lineage)."""
-    cls = _resolve(name)
+def _kwargs(
+    name: str, cls: type, config: Mapping[str, str], defaults: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Constructor keyword arguments and the effective (recorded) config for ``cls``."""
     params = strategy_parameters(cls)
     kwargs: dict[str, Any] = {}
     for raw_key, value in config.items():
         key = raw_key.replace("-", "_")
         if key not in params:
-            raise FlonnxError(
-                f"strategy {name!r} has no parameter {raw_key!r}; valid: {', '.join(sorted(params))}"
-            )
-        kwargs[key] = _parse(value, params[key].default, raw_key)
-    all_params = inspect.signature(cls.__init__).parameters
-    kwargs.update({k: v for k, v in _SAMPLING.items() if k in all_params})
+            valid = ", ".join(sorted(_dash(p) for p in params)) or "(none)"
+            raise FlonnxError(f"strategy {name!r} has no parameter {raw_key!r}; valid: {valid}")
+        kwargs[key] = _parse(str(value), params[key], raw_key)
+    for key, value in defaults.items():
+        if key in params and key not in kwargs:
+            kwargs[key] = value
+    missing = [_dash(n) for n, p in params.items() if p.default is inspect.Parameter.empty
+               and n not in kwargs]
+    if missing:
+        raise FlonnxError(
+            f"strategy {name!r} needs {', '.join(missing)} (pass --strategy-config "
+            f"{missing[0]}=VALUE)"
+        )
+    effective = {_dash(k): str(kwargs.get(k, p.default)) for k, p in params.items()}
+    return kwargs, effective
+
+
+def _instantiate(name: str, cls: type, kwargs: dict[str, Any]) -> Any:
     try:
-        strategy = cls(**kwargs)
+        return cls(**kwargs)
     except (TypeError, ValueError) as exc:
         raise FlonnxError(f"strategy {name!r} rejected its parameters: {exc}") from exc
-    effective = {
-        k: str(kwargs.get(k, p.default)) for k, p in params.items()
-        if p.default is not inspect.Parameter.empty or k in kwargs
-    }
-    return strategy, effective
+
+
+def build_strategy(
+    name: str, config: Mapping[str, str], defaults: Mapping[str, Any] | None = None
+) -> BuiltStrategy:
+    """Instantiate the strategy called ``name`` with ``config``.
+
+    Args:
+        name: A name from :func:`strategy_names` or ``package.module:Class``.
+        config: ``key=value`` parameters (dash- or snake-case keys, string values).
+        defaults: Values for parameters the user did not set, derived from the run (e.g.
+            ``num_sampled_clients``); ignored where the strategy has no such parameter.
+
+    Returns:
+        The strategy with its effective configuration, which rebuilds the same strategy.
+
+    Raises:
+        FlonnxError: unknown name, unknown parameter, unparsable value, or the strategy rejected
+            its parameters.
+    """
+    defaults = dict(defaults or {})
+    cls = _resolve(name)
+    if name not in DP_WRAPPERS:
+        kwargs, effective = _kwargs(name, cls, config, defaults)
+        all_params = inspect.signature(cls.__init__).parameters  # type: ignore[misc]
+        kwargs.update({k: v for k, v in _SAMPLING.items() if k in all_params})
+        return BuiltStrategy(name, _instantiate(name, cls, kwargs), effective)
+    own = strategy_parameters(cls)
+    wrapper_config = {k: v for k, v in config.items() if k.replace("-", "_") in own}
+    inner_name = str(config.get(_INNER, "fedavg"))
+    if inner_name in DP_WRAPPERS:
+        raise FlonnxError(f"{name} cannot wrap another DP wrapper ({inner_name})")
+    inner_config = {k: v for k, v in config.items()
+                    if k != _INNER and k.replace("-", "_") not in own}
+    inner = build_strategy(inner_name, inner_config, defaults)
+    kwargs, effective = _kwargs(name, cls, wrapper_config, defaults)
+    clash = sorted(set(effective) & set(inner.config))
+    if clash:
+        raise FlonnxError(f"{name} and its inner {inner_name} both take {clash}")
+    strategy = _instantiate(name, cls, {"strategy": inner.strategy, **kwargs})
+    return BuiltStrategy(name, strategy, {_INNER: inner_name, **effective, **inner.config},
+                         DP_WRAPPERS[name][1])

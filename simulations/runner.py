@@ -11,7 +11,16 @@ from exchange.errors import FlonnxError
 from server.progress import Reporter
 from simulations.scenarios import get_scenario
 
-__all__ = ["offline_environment", "simulate"]
+__all__ = ["SimulationFailed", "offline_environment", "simulate"]
+
+
+class SimulationFailed(FlonnxError):
+    """At least one run of a simulation failed; ``run_ids`` and ``errors`` say which and why."""
+
+    def __init__(self, message: str, run_ids: list[str], errors: dict[str, BaseException]) -> None:
+        super().__init__(message)
+        self.run_ids = run_ids
+        self.errors = errors
 
 
 def offline_environment() -> None:
@@ -30,8 +39,13 @@ def simulate(
     reporter: Reporter | None = None,
     num_clients: int | None = None,
     verbose: bool = False,
-) -> str:
-    """Run ``scenario`` with run-config ``overrides``; returns the run id."""
+) -> list[str]:
+    """Run ``scenario`` with run-config ``overrides``; returns the run ids (one per strategy).
+
+    Raises:
+        SimulationFailed: a run failed (the others still ran; their ids are on the exception).
+        FlonnxError: the ServerApp did not run at all.
+    """
     offline_environment()
     from flwr.simulation import run_simulation
 
@@ -57,9 +71,14 @@ def simulate(
             },
             verbose_logging=verbose,
         )
-    if "error" in result:
-        error = result["error"]
-        raise error if isinstance(error, FlonnxError) else FlonnxError(f"simulation failed: {error!r}")
-    if "run_id" not in result:
+    run_ids = [str(r) for r in result.get("run_ids", [])]
+    errors: dict[str, BaseException] = dict(result.get("errors", {}))
+    if "config" in errors:
+        error = errors["config"]
+        raise error if isinstance(error, FlonnxError) else FlonnxError(f"invalid run: {error!r}")
+    if errors:
+        lines = "; ".join(f"{key}: {exc}" for key, exc in errors.items())
+        raise SimulationFailed(f"{len(errors)} run(s) failed: {lines}", run_ids, errors)
+    if not run_ids:
         raise FlonnxError("the simulation ended without running the ServerApp (see the log above)")
-    return str(result["run_id"])
+    return run_ids

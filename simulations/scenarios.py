@@ -28,13 +28,35 @@ class Scenario:
 SCENARIOS: dict[str, Scenario] = {
     "digits-mixed": Scenario(
         name="digits-mixed",
-        description="digits, MLP 64-32-10, 6 clients: 3 PyTorch + 3 scikit-learn, FedAvg",
+        description="digits, MLP 64-32-10, 6 clients: 2 PyTorch + 2 JAX + 2 scikit-learn, FedAvg",
         dataset="digits",
         model="digits-mlp",
-        frameworks=("torch", "sklearn"),
+        frameworks=("torch", "jax", "sklearn"),
         num_clients=6,
         rounds=5,
         train={"local-epochs": 5, "batch-size": 32, "learning-rate": 0.01},
+    ),
+    "digits-cnn": Scenario(
+        name="digits-cnn",
+        description="digits as 1x8x8 images, CNN with BatchNorm, 6 clients: 3 PyTorch + 3 JAX, FedAvg",
+        dataset="digits",
+        model="digits-cnn",
+        frameworks=("torch", "jax"),
+        num_clients=6,
+        rounds=10,
+        image_input=True,
+        train={"local-epochs": 5, "batch-size": 32, "learning-rate": 0.01},
+    ),
+    "digits-faulty": Scenario(
+        name="digits-faulty",
+        description="digits-mixed with two bad nodes: partition 4 always raises, partition 5 sends "
+        "NaN weights (demo and test of failure handling)",
+        dataset="digits",
+        model="digits-mlp",
+        frameworks=("torch", "sklearn", "torch", "sklearn", "faulty-raise", "faulty-nan"),
+        num_clients=6,
+        rounds=2,
+        train={"local-epochs": 2, "batch-size": 32, "learning-rate": 0.01},
     ),
 }
 

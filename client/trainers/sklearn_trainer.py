@@ -12,9 +12,14 @@ from sklearn.exceptions import ConvergenceWarning
 from client.trainers import TrainConfig, TrainResult
 from exchange.adapters.sklearn_mlp import classifier_from_weights, weights_from_classifier
 from exchange.definition import Definition
+from exchange.errors import FlonnxError
 from exchange.parity import check_parity
 
-__all__ = ["TRAINER", "SklearnTrainer"]
+__all__ = ["TRAINER", "SklearnTrainer", "UnsupportedTraining"]
+
+
+class UnsupportedTraining(FlonnxError):
+    """The server asked for a training objective this framework's trainer cannot implement."""
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -39,7 +44,19 @@ class SklearnTrainer:
         y: np.ndarray,
         config: TrainConfig,
     ) -> TrainResult:
-        """Map, check parity with ONNX Runtime, train ``local_epochs`` epochs, map back."""
+        """Map, check parity with ONNX Runtime, train ``local_epochs`` epochs, map back.
+
+        Raises:
+            UnsupportedTraining: FedProx asked for a proximal term (``proximal-mu`` > 0), which
+                ``MLPClassifier.partial_fit`` cannot add to its loss; training without it would
+                silently be FedAvg.
+        """
+        if config.proximal_mu > 0.0:
+            raise UnsupportedTraining(
+                f"the sklearn trainer cannot add FedProx's proximal term (proximal-mu="
+                f"{config.proximal_mu}): MLPClassifier has no hook for it, so this node refuses the "
+                "round instead of training plain FedAvg; use proximal-mu=0 or torch/jax nodes"
+            )
         clf, chain = classifier_from_weights(
             definition,
             weights,

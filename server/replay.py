@@ -1,0 +1,109 @@
+"""``flonnx lineage replay``: re-aggregate a run's rounds from the registry alone and compare.
+
+For every committed round ``r``: rebuild the recorded strategy from its recorded name and config,
+restore the strategy state saved after round ``r - 1``, configure the round on the recorded global
+weights, aggregate the recorded client updates (the aggregate's parents) and compare the weights id
+with the recorded aggregate's, and the new strategy state with the one saved after round ``r``.
+No client and no Flower grid is involved.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from exchange.errors import FlonnxError, LineageError
+from exchange.hashing import weights_id
+from exchange.lineage import VersionKind
+from exchange.registry import Registry, strategy_state_id
+from server.aggregation import AggregationInput, aggregate_round, configure_round
+from server.settings import Settings
+from server.strategies import DP_CLIPPING_MODE, build_strategy
+from server.strategy_state import capture_state, restore_state
+
+__all__ = ["ReplayReport", "RoundReplay", "replay_run"]
+
+
+@dataclass(frozen=True)
+class RoundReplay:
+    """The outcome of re-aggregating one round."""
+
+    round: int
+    ok: bool
+    weights_id: str  # what replay produced ("" if it could not aggregate)
+    problem: str = ""
+
+
+@dataclass
+class ReplayReport:
+    """Every round's outcome; ``ok`` when all match."""
+
+    run_id: str
+    strategy: str
+    rounds: list[RoundReplay] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """Whether every round re-aggregated to its recorded weights and state."""
+        return all(r.ok for r in self.rounds)
+
+
+def replay_run(registry: Registry, run_id: str) -> ReplayReport:
+    """Re-aggregate every committed round of ``run_id``; see the module docstring."""
+    settings = Settings.from_json(registry.run(run_id).config)
+    heads = registry.heads(run_id)
+    if 0 not in heads:
+        raise LineageError(f"run {run_id} has no initial version")
+    report = ReplayReport(run_id, settings.strategy)
+    sampled: dict[int, int] = {}
+    for version in registry.versions(run_id):
+        if version.record.kind in (VersionKind.CLIENT_UPDATE, VersionKind.REJECTED):
+            sampled[version.record.round] = sampled.get(version.record.round, 0) + 1
+    for rnd in sorted(r for r in heads if r > 0):
+        report.rounds.append(
+            _replay_round(registry, run_id, settings, heads, rnd, sampled.get(rnd, 0))
+        )
+    return report
+
+
+def _replay_round(
+    registry: Registry, run_id: str, settings: Settings, heads: dict[int, str], rnd: int,
+    sampled: int,
+) -> RoundReplay:
+    aggregate = registry.record(heads[rnd])
+    base = registry.record(heads[rnd - 1])
+    if aggregate.kind is not VersionKind.AGGREGATE:
+        return RoundReplay(rnd, False, "", f"head {heads[rnd][:12]} is a {aggregate.kind.value}")
+    try:
+        built = build_strategy(aggregate.strategy, aggregate.strategy_config,
+                               settings.strategy_defaults())
+        before = registry.state_at(run_id, rnd - 1)
+        if before is None:
+            raise LineageError(f"no strategy state saved after round {rnd - 1}")
+        restore_state(built.strategy, *registry.get_state(before))
+        definition = registry.get_definition(aggregate.definition_id)
+        updates = []
+        for parent in aggregate.parents:
+            record = registry.record(parent)
+            updates.append(AggregationInput(record.client, registry.get_weights(record.weights_id),
+                                            record.num_examples, dict(record.metrics)))
+        train_config: dict[str, Any] = dict(settings.train)
+        if built.dp_clipping:
+            train_config[DP_CLIPPING_MODE] = built.dp_clipping
+        configure_round(built.strategy, rnd, settings.seed, registry.get_weights(base.weights_id),
+                        train_config, list(range(1, max(sampled, len(updates)) + 1)))
+        weights, _ = aggregate_round(built.strategy, rnd, settings.seed, updates, definition,
+                                     label=aggregate.strategy)
+    except FlonnxError as exc:
+        return RoundReplay(rnd, False, "", str(exc))
+    produced = weights_id(weights)
+    if produced != aggregate.weights_id:
+        return RoundReplay(rnd, False, produced,
+                           f"recorded weights {aggregate.weights_id[:12]}, replay gave {produced[:12]}")
+    recorded_state = registry.state_at(run_id, rnd)
+    replayed_state = strategy_state_id(*capture_state(built.strategy))
+    if recorded_state != replayed_state:
+        return RoundReplay(rnd, False, produced,
+                           f"strategy state after the round differs from the recorded one "
+                           f"({str(recorded_state)[:12]} vs {replayed_state[:12]})")
+    return RoundReplay(rnd, True, produced)
