@@ -33,7 +33,7 @@ __all__ = [
 SCHEMA_VERSION = 1
 
 
-class VersionKind(str, enum.Enum):
+class VersionKind(enum.StrEnum):
     """How a version came to be."""
 
     INITIAL = "initial"

@@ -10,18 +10,18 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from exchange.errors import FlonnxError
+from server.progress import wide_console
 
 app = typer.Typer(help="Federated learning across ML frameworks, with ONNX and lineage.",
                   no_args_is_help=True, add_completion=False)
 lineage_app = typer.Typer(help="Inspect and verify the lineage of model versions.",
                           no_args_is_help=True)
 app.add_typer(lineage_app, name="lineage")
-console = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+console = wide_console()
+err = wide_console(stderr=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
 RegistryOpt = Annotated[Path, typer.Option("--registry", help="Registry directory.")]

@@ -135,7 +135,8 @@ class Federation:
         self.registry.update_config(run_id, self.settings.to_json())
         self.registry.set_status(run_id, "running")
         try:
-            self.reporter.start(run_id, self.scenario.name, heads[last], dict(record.metrics))
+            self.reporter.start(run_id, self.scenario.name, heads[last], dict(record.metrics),
+                                resumed_from=last)
             self._rounds(run_id, definition, _Head(last, heads[last], weights, record.weights_id))
         except BaseException:
             self.registry.set_status(run_id, "failed")

@@ -144,7 +144,7 @@ def read_dense_chain(definition: Definition) -> DenseChain:
         raise InvalidModel(f"the last dense layer is followed by {activations[-1]}; expected logits")
     if len(set(activations)) > 1:
         raise InvalidModel(f"hidden layers use different activations {sorted(set(activations))}")
-    used = {l.weight for l in layers} | {l.bias for l in layers if l.bias}
+    used = {layer.weight for layer in layers} | {layer.bias for layer in layers if layer.bias}
     unused = sorted(set(specs) - used)
     if unused:
         raise InvalidModel(f"weights {unused} are not part of the dense chain")

@@ -25,9 +25,9 @@ def test_reads_torch_gemm_layout_from_the_graph(mlp_model) -> None:
 
     chain = read_dense_chain(definition)
 
-    assert [(l.weight, l.bias, l.transposed) for l in chain.layers] == [
+    assert [(layer.weight, layer.bias, layer.transposed) for layer in chain.layers] == [
         ("fc1.weight", "fc1.bias", True), ("fc2.weight", "fc2.bias", True)]
-    assert [(l.in_features, l.out_features) for l in chain.layers] == [(64, 32), (32, 10)]
+    assert [(layer.in_features, layer.out_features) for layer in chain.layers] == [(64, 32), (32, 10)]
     assert chain.activation == "Relu"
 
 
@@ -100,7 +100,7 @@ def test_reads_skl2onnx_matmul_add_layout() -> None:
     chain = read_dense_chain(definition)
     coefs, intercepts = to_sklearn(chain, weights)
 
-    assert [l.transposed for l in chain.layers] == [False, False]
+    assert [layer.transposed for layer in chain.layers] == [False, False]
     for got, want in zip(coefs, native.coefs_, strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-6)
     for got, want in zip(intercepts, native.intercepts_, strict=True):
