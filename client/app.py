@@ -6,7 +6,6 @@ scenario's mix by partition), ``partition-id``/``num-partitions`` (set by the si
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 

@@ -10,7 +10,6 @@ Client -> server (train reply): ``arrays``, ``metrics`` (MetricRecord with ``num
 
 from __future__ import annotations
 
-
 ARRAYS = "arrays"
 CONFIG = "config"
 METRICS = "metrics"

@@ -80,7 +80,7 @@ class JaxTrainer:
     name = "jax"
 
     def version(self) -> str:
-        """jax's version."""
+        """The installed JAX version."""
         return str(jax.__version__)
 
     def train(

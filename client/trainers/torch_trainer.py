@@ -33,7 +33,7 @@ class TorchTrainer:
     name = "torch"
 
     def version(self) -> str:
-        """torch's version."""
+        """The installed PyTorch version."""
         return str(torch.__version__)
 
     def train(
