@@ -57,7 +57,9 @@ BACKEND_EXCLUDED: dict[str, dict[str, str]] = {
         "*_uint32*": "torch has no CPU arithmetic/comparison kernels for uint32",
         "*_uint64*": "torch has no CPU arithmetic/comparison kernels for uint64",
         "test_equal_string*": "torch tensors cannot hold strings",
-        "test_attention_4d_causal_fp16_expanded": "float16 softmax/matmul on torch CPU rounds 2 of 192 values past rtol 1e-3",
+        "test_attention_4d_causal_fp16_expanded": (
+            "float16 softmax/matmul on torch CPU rounds 2 of 192 values past rtol 1e-3"
+        ),
     },
     "jax": {
         "test_equal_string*": "jax arrays cannot hold strings",

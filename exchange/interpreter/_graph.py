@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from exchange.errors import InvalidModel, UnsupportedOp
+from exchange.errors import InvalidModel
 from exchange.interpreter._registry import GENERIC, OpSpec, normalise_domain
 from exchange.interpreter.backend import Backend
 

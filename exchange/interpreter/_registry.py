@@ -39,6 +39,7 @@ class OpSpec:
         shape_only: The outputs depend only on input shapes (``Shape``, ``Size``), so they are
             static even when the inputs are not.
         outputs: How many outputs ``fn`` can return (-1: as many as the node asks for).
+        wants_output_count: ``fn`` takes ``_n_outputs``, the number of outputs the node declares.
         attributes: Attribute names ``fn`` accepts (from its signature).
     """
 
@@ -49,6 +50,7 @@ class OpSpec:
     random: bool = False
     shape_only: bool = False
     outputs: int = 1
+    wants_output_count: bool = False
     attributes: frozenset[str] = frozenset()
 
 
@@ -74,13 +76,24 @@ class OpTable:
         names = [op_type] if isinstance(op_type, str) else list(op_type)
 
         def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
-            params = inspect.signature(fn).parameters.values()
+            signature = inspect.signature(fn).parameters
+            params = signature.values()
             attrs = frozenset(
                 p.name
                 for p in params
                 if p.kind is inspect.Parameter.KEYWORD_ONLY and not p.name.startswith("_")
             )
-            spec = OpSpec(fn, since, tuple(static), dict(state or {}), random, shape_only, outputs, attrs)
+            spec = OpSpec(
+                fn,
+                since,
+                tuple(static),
+                dict(state or {}),
+                random,
+                shape_only,
+                outputs,
+                "_n_outputs" in signature,
+                attrs,
+            )
             for name in names:
                 self._ops.setdefault((normalise_domain(domain), name), {})[since] = spec
             return fn

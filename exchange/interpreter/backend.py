@@ -67,6 +67,10 @@ class Backend:
         """Uniform [0, 1) samples for dropout masks; ``ctx.rng`` holds the state."""
         raise NotImplementedError
 
+    def stop_gradient(self, value: Array) -> Array:
+        """``value`` cut off from autodiff (running statistics are state, not outputs to train)."""
+        raise NotImplementedError
+
     def conv(
         self,
         x: Array,
@@ -113,9 +117,14 @@ def available_backends() -> list[str]:
     Returns:
         Sorted backend names, e.g. ``["jax", "numpy", "torch"]``.
     """
-    return sorted(
-        name for name, (_, lib) in BACKEND_MODULES.items() if importlib.util.find_spec(lib)
-    )
+    return sorted(name for name, (_, lib) in BACKEND_MODULES.items() if _installed(lib))
+
+
+def _installed(lib: str) -> bool:
+    try:
+        return importlib.util.find_spec(lib) is not None
+    except (ImportError, ValueError):  # a broken or deliberately blocked install
+        return False
 
 
 def load_backend(name: str) -> Backend:
@@ -127,7 +136,7 @@ def load_backend(name: str) -> Backend:
     if name not in BACKEND_MODULES:
         raise ValueError(f"unknown backend {name!r}; expected one of {sorted(BACKEND_MODULES)}")
     module_name, lib = BACKEND_MODULES[name]
-    if importlib.util.find_spec(lib) is None:
+    if not _installed(lib):
         raise ValueError(f"backend {name!r} needs {lib!r}, which is not installed")
     backend: Backend = importlib.import_module(module_name).BACKEND
     return backend

@@ -81,12 +81,15 @@ def _node_cases() -> tuple[Case, ...]:
         raw = node.collect_testcases()
     cases = []
     for tc in raw:
-        ops = {n.op_type for n in tc.model.graph.node}
-        domains = {n.domain for n in tc.model.graph.node}
+        model, data = tc.model, tc.data_sets
+        if model is None or not data:
+            continue
+        ops = {n.op_type for n in model.graph.node}
+        domains = {n.domain for n in model.graph.node}
         if not ops <= NODE_OPS or not domains <= {"", "ai.onnx"}:
             continue
-        inputs, outputs = (tuple(_as_array(v) for v in values) for values in tc.data_sets[0])
-        cases.append(Case(tc.name, "node", tc.model, inputs, outputs, tc.rtol, tc.atol))
+        inputs, outputs = (tuple(_as_array(v) for v in values) for values in data[0])
+        cases.append(Case(tc.name, "node", model, inputs, outputs, tc.rtol, tc.atol))
     return tuple(cases)
 
 
@@ -127,7 +130,9 @@ def _light_cases() -> Iterator[Case]:
             n = int(np.prod(shape))
             # The ONNX runner's deterministic dummy input (runner.generate_dummy_data).
             inputs.append((np.arange(n).reshape(shape) / n).astype(np.float32))
-        outputs = [_read_tensor(path.parent / f"light_{name}_output_{i}.pb") for i in range(len(model.graph.output))]
+        outputs = [
+            _read_tensor(path.parent / f"light_{name}_output_{i}.pb") for i in range(len(model.graph.output))
+        ]
         rtol = 2e-3 if name == "densenet121" else 1e-3
         yield Case(f"test_{name}", "light", model, tuple(inputs), tuple(outputs), rtol, 1e-7)
 
@@ -152,7 +157,11 @@ def exclusion(case: str, backend: str) -> str | None:
 def _compare(name: str, ref: np.ndarray, out: np.ndarray, case: Case, backend: str) -> str | None:
     ref = np.asarray(ref)
     if ref.dtype != out.dtype:
-        narrowed = {np.dtype(np.int64): np.int32, np.dtype(np.float64): np.float32, np.dtype(np.uint64): np.uint32}
+        narrowed = {
+            np.dtype(np.int64): np.int32,
+            np.dtype(np.float64): np.float32,
+            np.dtype(np.uint64): np.uint32,
+        }
         if not (backend == "jax" and narrowed.get(ref.dtype) == out.dtype):
             return f"{name}: dtype {out.dtype}, expected {ref.dtype}"
     if ref.shape != out.shape:
@@ -172,7 +181,8 @@ def run_case(case: Case, backend: str) -> Result:
     try:
         program = Program(case.model, backend)
         feeds = {
-            name: be.asarray(np.asarray(value)) for name, value in zip(program.input_names, case.inputs, strict=False)
+            name: be.asarray(np.asarray(value))
+            for name, value in zip(program.input_names, case.inputs, strict=False)
         }
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore")
@@ -218,7 +228,8 @@ def main(argv: list[str] | None = None) -> int:
             bad = [r for r in results if not r.passed]
             failed += len(bad)
             elapsed = time.perf_counter() - start
-            print(f"{backend:8} {category:18} {len(results) - len(bad):5d} {len(bad):5d} {excluded:8d} {elapsed:8.1f}")
+            passed = len(results) - len(bad)
+            print(f"{backend:8} {category:18} {passed:5d} {len(bad):5d} {excluded:8d} {elapsed:8.1f}")
             if args.verbose:
                 for r in bad:
                     print(f"    FAIL {r.case}: {r.detail}")

@@ -43,16 +43,20 @@ class JaxBackend(Backend):
     traceable = True
 
     def asarray(self, value: np.ndarray) -> jax.Array:
+        """Implements :meth:`Backend.asarray`."""
         return jnp.asarray(value)
 
     def to_numpy(self, value: Any) -> np.ndarray:
+        """Implements :meth:`Backend.to_numpy`."""
         return np.asarray(value)
 
     def dtype(self, np_dtype: np.dtype) -> Any:
+        """Implements :meth:`Backend.dtype`."""
         # Without jax_enable_x64, 64-bit types silently become 32-bit ones: ask for those.
         return jax.dtypes.canonicalize_dtype(np_dtype)
 
     def make_rng(self, rng: Any) -> _KeyStream | None:
+        """Implements :meth:`Backend.make_rng`."""
         if rng is None:
             return None
         if isinstance(rng, int | np.integer):
@@ -60,11 +64,13 @@ class JaxBackend(Backend):
         return _KeyStream(rng)
 
     def uniform(self, ctx: Any, shape: tuple[int, ...], dtype: Any) -> jax.Array:
+        """Implements :meth:`Backend.uniform`."""
         if ctx.rng is None:
             raise ValueError("training with active Dropout on jax needs rng=<PRNG key or int seed>")
         return jax.random.uniform(ctx.rng.next(), shape, dtype=dtype)
 
     def stop_gradient(self, value: jax.Array) -> jax.Array:
+        """Implements :meth:`Backend.stop_gradient`."""
         return lax.stop_gradient(value)
 
     def conv(
@@ -78,6 +84,7 @@ class JaxBackend(Backend):
         pads_end: Sequence[int],
         group: int,
     ) -> jax.Array:
+        """Implements :meth:`Backend.conv`."""
         return lax.conv_general_dilated(
             x,
             w,
@@ -99,6 +106,7 @@ class JaxBackend(Backend):
         pads_begin: Sequence[int],
         pads_end: Sequence[int],
     ) -> jax.Array:
+        """Implements :meth:`Backend.pool`."""
         if kind == "max":
             floating = jnp.issubdtype(x.dtype, jnp.floating)
             init = -jnp.inf if floating else jnp.iinfo(x.dtype).min
@@ -118,9 +126,11 @@ class JaxBackend(Backend):
         )
 
     def erf(self, x: jax.Array) -> jax.Array:
+        """Implements :meth:`Backend.erf`."""
         return jax.scipy.special.erf(x)
 
     def einsum(self, equation: str, *operands: jax.Array) -> jax.Array:
+        """Implements :meth:`Backend.einsum`."""
         return jnp.einsum(equation, *operands, precision=lax.Precision.HIGHEST)
 
 
@@ -161,4 +171,3 @@ def gemm(
 
 
 BACKEND = JaxBackend()
-

@@ -45,22 +45,28 @@ class NumpyBackend(Backend):
     overrides = OpTable()
 
     def asarray(self, value: np.ndarray) -> np.ndarray:
+        """Implements :meth:`Backend.asarray`."""
         return np.asarray(value)
 
     def to_numpy(self, value: Any) -> np.ndarray:
+        """Implements :meth:`Backend.to_numpy`."""
         return np.asarray(value)
 
     def dtype(self, np_dtype: np.dtype) -> Any:
+        """Implements :meth:`Backend.dtype`."""
         return np_dtype
 
     def make_rng(self, rng: Any) -> np.random.Generator:
+        """Implements :meth:`Backend.make_rng`."""
         return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
 
     def uniform(self, ctx: Any, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+        """Implements :meth:`Backend.uniform`."""
         sample_type = dtype if dtype in (np.float32, np.float64) else np.float64
         return ctx.rng.random(shape, dtype=sample_type)
 
     def stop_gradient(self, value: np.ndarray) -> np.ndarray:
+        """Implements :meth:`Backend.stop_gradient`."""
         return value
 
     def conv(
@@ -74,6 +80,7 @@ class NumpyBackend(Backend):
         pads_end: Sequence[int],
         group: int,
     ) -> np.ndarray:
+        """Implements :meth:`Backend.conv`."""
         kernel = w.shape[2:]
         n = len(kernel)
         win = _windows(x, kernel, strides, dilations, pads_begin, pads_end, 0)
@@ -98,6 +105,7 @@ class NumpyBackend(Backend):
         pads_begin: Sequence[int],
         pads_end: Sequence[int],
     ) -> np.ndarray:
+        """Implements :meth:`Backend.pool`."""
         if kind == "max":
             fill = -np.inf if np.issubdtype(x.dtype, np.floating) else np.iinfo(x.dtype).min
         else:
@@ -108,9 +116,11 @@ class NumpyBackend(Backend):
         return reduced.astype(x.dtype, copy=False)
 
     def erf(self, x: np.ndarray) -> np.ndarray:
+        """Implements :meth:`Backend.erf`."""
         return np.vectorize(math.erf, otypes=[x.dtype])(x)
 
     def einsum(self, equation: str, *operands: np.ndarray) -> np.ndarray:
+        """Implements :meth:`Backend.einsum`."""
         return np.einsum(equation, *operands)
 
 

@@ -100,8 +100,7 @@ class Program:
             domain, op_type, opset, reason = problems[0]
             error = UnsupportedOp(op_type, domain, opset, backend)
             error.add_note(
-                "unsupported: "
-                + "; ".join(f"{d}::{o} (opset {v}): {r}" for d, o, v, r in problems)
+                "unsupported: " + "; ".join(f"{d}::{o} (opset {v}): {r}" for d, o, v, r in problems)
             )
             raise error
         graph = self.model.graph
@@ -144,7 +143,7 @@ class Program:
                         "(nodes must be topologically sorted)"
                     )
             attrs = dict(resolved.attributes)
-            if spec.outputs == -1:
+            if spec.wants_output_count:
                 attrs["_n_outputs"] = len(node.output)
             outs = list(node.output)
             # Inputs at static positions are read in numpy form anyway, so they do not stop a
@@ -367,9 +366,7 @@ def _make_step(
         if not isinstance(result, tuple):
             result = (result,)
         if len(result) < len(outs):
-            raise InvalidModel(
-                f"{fn.__name__} produced {len(result)} outputs, the node asks for {len(outs)}"
-            )
+            raise InvalidModel(f"{fn.__name__} produced {len(result)} outputs, the node asks for {len(outs)}")
         for k, slot in enumerate(outs):
             env[slot] = result[k]
         if ctx.training and len(result) > 1:

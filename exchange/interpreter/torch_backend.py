@@ -64,28 +64,34 @@ class TorchBackend(Backend):
     overrides = OVERRIDES
 
     def asarray(self, value: np.ndarray) -> torch.Tensor:
+        """Implements :meth:`Backend.asarray`."""
         return torch.from_numpy(np.array(value, copy=True))
 
     def to_numpy(self, value: Any) -> np.ndarray:
+        """Implements :meth:`Backend.to_numpy`."""
         if isinstance(value, torch.Tensor):
             return value.detach().cpu().numpy()
         return np.asarray(value)
 
     def dtype(self, np_dtype: np.dtype) -> torch.dtype:
+        """Implements :meth:`Backend.dtype`."""
         try:
             return _DTYPES[np.dtype(np_dtype)]
         except KeyError:
             raise TypeError(f"dtype {np_dtype} has no torch equivalent") from None
 
     def make_rng(self, rng: Any) -> torch.Generator | None:
+        """Implements :meth:`Backend.make_rng`."""
         if rng is None or isinstance(rng, torch.Generator):
             return rng
         return torch.Generator().manual_seed(int(rng))
 
     def uniform(self, ctx: Any, shape: tuple[int, ...], dtype: Any) -> torch.Tensor:
+        """Implements :meth:`Backend.uniform`."""
         return torch.rand(shape, generator=ctx.rng, dtype=dtype)
 
     def stop_gradient(self, value: torch.Tensor) -> torch.Tensor:
+        """Implements :meth:`Backend.stop_gradient`."""
         return value.detach()
 
     def conv(
@@ -99,6 +105,7 @@ class TorchBackend(Backend):
         pads_end: Sequence[int],
         group: int,
     ) -> torch.Tensor:
+        """Implements :meth:`Backend.conv`."""
         padding: Any = list(pads_begin)
         if list(pads_begin) != list(pads_end):
             x = F.pad(x, _torch_pads(pads_begin, pads_end))
@@ -116,6 +123,7 @@ class TorchBackend(Backend):
         pads_begin: Sequence[int],
         pads_end: Sequence[int],
     ) -> torch.Tensor:
+        """Implements :meth:`Backend.pool`."""
         n = len(kernel)
         symmetric = list(pads_begin) == list(pads_end)
         fits = all(2 * p <= k for p, k in zip(pads_begin, kernel, strict=True))
@@ -135,9 +143,11 @@ class TorchBackend(Backend):
         return _CONV[n](x, ones, None, list(strides), 0, list(dilations), channels)
 
     def erf(self, x: torch.Tensor) -> torch.Tensor:
+        """Implements :meth:`Backend.erf`."""
         return torch.erf(x)
 
     def einsum(self, equation: str, *operands: torch.Tensor) -> torch.Tensor:
+        """Implements :meth:`Backend.einsum`."""
         return torch.einsum(equation, *operands)
 
 
@@ -204,20 +214,51 @@ def batch_normalization(
     epsilon: float = 1e-5,
     momentum: float = 0.9,
     training_mode: int = 0,
+    _n_outputs: int = 1,
 ) -> torch.Tensor | tuple[torch.Tensor, ...]:
     if not (ctx.training or training_mode):
         return F.batch_norm(x, mean, var, scale, bias, False, 0.0, epsilon)
-    y = F.batch_norm(x, None, None, scale, bias, True, 0.0, epsilon)
-    with torch.no_grad():
-        axes = [0, *range(2, x.ndim)]
-        batch_var, batch_mean = torch.var_mean(x, dim=axes, correction=0)
-        count = x.numel() // max(batch_mean.numel(), 1)
-        run_var = batch_var
-        if ctx.training and ctx.unbiased_running_var and count > 1:
-            run_var = batch_var * (count / (count - 1))
-        new_mean = mean.detach() * momentum + batch_mean * (1 - momentum)
-        new_var = var.detach() * momentum + run_var * (1 - momentum)
-    return y, new_mean, new_var, batch_mean, batch_var
+    if ctx.training and ctx.unbiased_running_var and _n_outputs <= 3:
+        # torch's own kernel updates the running stats exactly as nn.BatchNorm2d does (unbiased
+        # variance, torch momentum = 1 - ONNX momentum); it writes in place, hence the copies.
+        new_mean, new_var = mean.detach().clone(), var.detach().clone()
+        y = F.batch_norm(x, new_mean, new_var, scale, bias, True, 1.0 - momentum, epsilon)
+        return y, new_mean, new_var
+    return generic_nn.batch_normalization(
+        ctx, x, scale, bias, mean, var, epsilon=epsilon, momentum=momentum, training_mode=training_mode
+    )
+
+
+@OVERRIDES.register("Conv")
+def conv(
+    ctx: Context,
+    x: torch.Tensor,
+    w: torch.Tensor,
+    b: torch.Tensor | None = None,
+    *,
+    auto_pad: str = "NOTSET",
+    dilations: Sequence[int] | None = None,
+    group: int = 1,
+    kernel_shape: Sequence[int] | None = None,
+    pads: Sequence[int] | None = None,
+    strides: Sequence[int] | None = None,
+) -> torch.Tensor:
+    n = w.ndim - 2
+    if auto_pad == "NOTSET" and n <= 3 and (not pads or list(pads[:n]) == list(pads[n:])):
+        padding = list(pads[:n]) if pads else 0
+        return _CONV[n](x, w, b, list(strides or [1] * n), padding, list(dilations or [1] * n), group)
+    return generic_nn.conv(
+        ctx,
+        x,
+        w,
+        b,
+        auto_pad=auto_pad,
+        dilations=dilations,
+        group=group,
+        kernel_shape=kernel_shape,
+        pads=pads,
+        strides=strides,
+    )
 
 
 @OVERRIDES.register("MaxPool", 12)
@@ -236,9 +277,7 @@ def max_pool(
     n = len(kernel_shape)
     simple = auto_pad == "NOTSET" and not ceil_mode and (not pads or not any(pads)) and n <= 3
     if simple:
-        return _MAX_POOL[n](
-            x, list(kernel_shape), list(strides or [1] * n), 0, list(dilations or [1] * n)
-        )
+        return _MAX_POOL[n](x, list(kernel_shape), list(strides or [1] * n), 0, list(dilations or [1] * n))
     return generic_nn.max_pool(
         ctx,
         x,

@@ -57,11 +57,13 @@ for _name, _fn in _UNARY.items():
 
 @op("Erf", 9)
 def erf(ctx: Context, x: Array) -> Array:
+    """ONNX ``ai.onnx::Erf`` from opset 9."""
     return ctx.be.erf(x)
 
 
 @op("IsInf", 10)
 def isinf(ctx: Context, x: Array, *, detect_negative: int = 1, detect_positive: int = 1) -> Array:
+    """ONNX ``ai.onnx::IsInf`` from opset 10."""
     xp = ctx.xp
     inf = xp.isinf(x)
     if not detect_negative:
@@ -76,12 +78,14 @@ def isinf(ctx: Context, x: Array, *, detect_negative: int = 1, detect_positive: 
 
 @op("Relu")
 def relu(ctx: Context, x: Array) -> Array:
+    """ONNX ``ai.onnx::Relu`` from opset 1."""
     # where, not maximum: maximum splits the gradient at 0 between both arguments.
     return ctx.xp.where(x > 0, x, 0)
 
 
 @op("Sigmoid")
 def sigmoid(ctx: Context, x: Array) -> Array:
+    """ONNX ``ai.onnx::Sigmoid`` from opset 1."""
     xp = ctx.xp
     # Both branches finite for any x, so neither overflows nor poisons the gradient.
     e = xp.exp(-xp.abs(x))
@@ -90,17 +94,20 @@ def sigmoid(ctx: Context, x: Array) -> Array:
 
 @op("LeakyRelu")
 def leaky_relu(ctx: Context, x: Array, *, alpha: float = 0.01) -> Array:
+    """ONNX ``ai.onnx::LeakyRelu`` from opset 1."""
     return ctx.xp.where(x > 0, x, x * alpha)
 
 
 @op("Elu")
 def elu(ctx: Context, x: Array, *, alpha: float = 1.0) -> Array:
+    """ONNX ``ai.onnx::Elu`` from opset 1."""
     xp = ctx.xp
     return xp.where(x > 0, x, alpha * xp.expm1(xp.minimum(x, 0)))
 
 
 @op("Celu", 12)
 def celu(ctx: Context, x: Array, *, alpha: float = 1.0) -> Array:
+    """ONNX ``ai.onnx::Celu`` from opset 12."""
     xp = ctx.xp
     return xp.where(x > 0, x, alpha * xp.expm1(xp.minimum(x, 0) / alpha))
 
@@ -113,33 +120,39 @@ def selu(
     alpha: float = 1.67326319217681884765625,
     gamma: float = 1.05070102214813232421875,
 ) -> Array:
+    """ONNX ``ai.onnx::Selu`` from opset 1."""
     xp = ctx.xp
     return gamma * xp.where(x > 0, x, alpha * xp.expm1(xp.minimum(x, 0)))
 
 
 @op("HardSigmoid")
 def hard_sigmoid(ctx: Context, x: Array, *, alpha: float = 0.2, beta: float = 0.5) -> Array:
+    """ONNX ``ai.onnx::HardSigmoid`` from opset 1."""
     return ctx.xp.clip(x * alpha + beta, 0.0, 1.0)
 
 
 @op("HardSwish", 14)
 def hard_swish(ctx: Context, x: Array) -> Array:
+    """ONNX ``ai.onnx::HardSwish`` from opset 14."""
     return x * ctx.xp.clip(x / 6 + 0.5, 0.0, 1.0)
 
 
 @op("ThresholdedRelu", 10)
 def thresholded_relu(ctx: Context, x: Array, *, alpha: float = 1.0) -> Array:
+    """ONNX ``ai.onnx::ThresholdedRelu`` from opset 10."""
     return ctx.xp.where(x > alpha, x, 0)
 
 
 @op("Mish", 18)
 def mish(ctx: Context, x: Array) -> Array:
+    """ONNX ``ai.onnx::Mish`` from opset 18."""
     xp = ctx.xp
     return x * xp.tanh(xp.logaddexp(x, xp.zeros_like(x)))
 
 
 @op("Gelu", 20)
 def gelu(ctx: Context, x: Array, *, approximate: str = "none") -> Array:
+    """ONNX ``ai.onnx::Gelu`` from opset 20."""
     xp = ctx.xp
     if approximate == "tanh":
         inner = math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)
@@ -149,6 +162,7 @@ def gelu(ctx: Context, x: Array, *, approximate: str = "none") -> Array:
 
 @op("Shrink", 9)
 def shrink(ctx: Context, x: Array, *, bias: float = 0.0, lambd: float = 0.5) -> Array:
+    """ONNX ``ai.onnx::Shrink`` from opset 9."""
     xp = ctx.xp
     zero = xp.zeros_like(x)
     return xp.where(x < -lambd, x + bias, xp.where(x > lambd, x - bias, zero))
@@ -156,6 +170,7 @@ def shrink(ctx: Context, x: Array, *, bias: float = 0.0, lambd: float = 0.5) -> 
 
 @op("PRelu")
 def prelu_v1(ctx: Context, x: Array, slope: Array) -> Array:
+    """ONNX ``ai.onnx::PRelu`` from opset 1."""
     # Before opset 7 a per-channel slope [C] broadcast along axis 1, not numpy-style.
     if slope.ndim == 1 and x.ndim > 2 and slope.shape[0] != x.shape[-1]:
         slope = ctx.xp.reshape(slope, (slope.shape[0],) + (1,) * (x.ndim - 2))
@@ -164,6 +179,7 @@ def prelu_v1(ctx: Context, x: Array, slope: Array) -> Array:
 
 @op("PRelu", 7)
 def prelu(ctx: Context, x: Array, slope: Array) -> Array:
+    """ONNX ``ai.onnx::PRelu`` from opset 7."""
     return ctx.xp.where(x >= 0, x, x * slope)
 
 
@@ -226,11 +242,13 @@ for _name, _bfn in _BINARY.items():
 
 @op("Pow", 1)
 def pow_v1(ctx: Context, a: Array, b: Array, *, broadcast: int = 0, axis: int | None = None) -> Array:
+    """ONNX ``ai.onnx::Pow`` from opset 1."""
     return pow_(ctx, a, _legacy_align(ctx, a, b, broadcast, axis))
 
 
 @op("Pow", 7)
 def pow_(ctx: Context, a: Array, b: Array) -> Array:
+    """ONNX ``ai.onnx::Pow`` from opset 7."""
     xp = ctx.xp
     # The result has the base's type, whatever the exponent's type.
     if is_int(xp, a) and is_float(xp, b):
@@ -242,6 +260,7 @@ def pow_(ctx: Context, a: Array, b: Array) -> Array:
 
 @op("Mod", 10)
 def mod(ctx: Context, a: Array, b: Array, *, fmod: int = 0) -> Array:
+    """ONNX ``ai.onnx::Mod`` from opset 10."""
     xp = ctx.xp
     r = xp.remainder(a, b)  # sign of the divisor, like Python's %
     if fmod:
@@ -277,6 +296,7 @@ for _name, _cfn in _COMPARE.items():
 
 @op("Where", 9)
 def where(ctx: Context, condition: Array, x: Array, y: Array) -> Array:
+    """ONNX ``ai.onnx::Where`` from opset 9."""
     return ctx.xp.where(condition, x, y)
 
 
@@ -285,32 +305,39 @@ def where(ctx: Context, condition: Array, x: Array, y: Array) -> Array:
 
 @op("Sum")
 def sum_(ctx: Context, *xs: Array) -> Array:
+    """ONNX ``ai.onnx::Sum`` from opset 1."""
     return reduce(lambda a, b: a + b, xs)
 
 
 @op("Mean")
 def mean(ctx: Context, *xs: Array) -> Array:
+    """ONNX ``ai.onnx::Mean`` from opset 1."""
     return reduce(lambda a, b: a + b, xs) / len(xs)
 
 
 @op("Max")
 def max_(ctx: Context, *xs: Array) -> Array:
+    """ONNX ``ai.onnx::Max`` from opset 1."""
     return reduce(ctx.xp.maximum, xs)
 
 
 @op("Min")
 def min_(ctx: Context, *xs: Array) -> Array:
+    """ONNX ``ai.onnx::Min`` from opset 1."""
     return reduce(ctx.xp.minimum, xs)
 
 
 @op("Clip")
 def clip_v6(ctx: Context, x: Array, *, min: float = -math.inf, max: float = math.inf) -> Array:  # noqa: A002
+    """ONNX ``ai.onnx::Clip`` from opset 1 (bounds as attributes)."""
     xp = ctx.xp
     return xp.minimum(xp.maximum(x, min), max)
 
 
 @op("Clip", 11)
 def clip(ctx: Context, x: Array, lo: Array | None = None, hi: Array | None = None) -> Array:
+    """ONNX ``ai.onnx::Clip`` from opset 1."""
+    """ONNX ``ai.onnx::Clip`` from opset 11."""
     xp = ctx.xp
     if lo is not None:
         x = xp.where(x < lo, xp.astype(lo, x.dtype), x)

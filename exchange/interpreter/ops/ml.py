@@ -13,6 +13,7 @@ from exchange.interpreter.ops._common import Array
 
 @op("ArrayFeatureExtractor", domain=ML_DOMAIN)
 def array_feature_extractor(ctx: Context, x: Array, indices: Array) -> Array:
+    """ONNX ``ai.onnx.ml::ArrayFeatureExtractor`` from opset 1."""
     xp = ctx.xp
     flat = xp.reshape(indices, (-1,))
     taken = xp.take(x, flat, axis=x.ndim - 1)
@@ -22,12 +23,14 @@ def array_feature_extractor(ctx: Context, x: Array, indices: Array) -> Array:
 
 @op("Binarizer", domain=ML_DOMAIN)
 def binarizer(ctx: Context, x: Array, *, threshold: float = 0.0) -> Array:
+    """ONNX ``ai.onnx.ml::Binarizer`` from opset 1."""
     xp = ctx.xp
     return xp.astype(x > threshold, x.dtype)
 
 
 @op("Normalizer", domain=ML_DOMAIN)
 def normalizer(ctx: Context, x: Array, *, norm: str = "MAX") -> Array:
+    """ONNX ``ai.onnx.ml::Normalizer`` from opset 1."""
     xp = ctx.xp
     if norm == "L1":
         return x / xp.sum(xp.abs(x), axis=-1, keepdims=True)

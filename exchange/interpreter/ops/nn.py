@@ -15,7 +15,7 @@ import numpy as np
 
 from exchange.interpreter._context import Context
 from exchange.interpreter._registry import op
-from exchange.interpreter.ops._common import Array, axis_of, ints
+from exchange.interpreter.ops._common import Array, axis_of
 
 # --- dense ------------------------------------------------------------------------------------
 
@@ -33,6 +33,7 @@ def gemm(
     transB: int = 0,  # noqa: N803
     broadcast: int = 0,
 ) -> Array:
+    """ONNX ``ai.onnx::Gemm`` from opset 1."""
     xp = ctx.xp
     y = xp.matmul(xp.matrix_transpose(a) if transA else a, xp.matrix_transpose(b) if transB else b)
     if alpha != 1.0:
@@ -44,16 +45,19 @@ def gemm(
 
 @op("MatMul")
 def matmul(ctx: Context, a: Array, b: Array) -> Array:
+    """ONNX ``ai.onnx::MatMul`` from opset 1."""
     return ctx.xp.matmul(a, b)
 
 
 @op("Einsum", 12)
 def einsum(ctx: Context, *xs: Array, equation: str) -> Array:
+    """ONNX ``ai.onnx::Einsum`` from opset 12."""
     return ctx.be.einsum(equation, *xs)
 
 
 @op("Flatten")
 def flatten(ctx: Context, x: Array, *, axis: int = 1) -> Array:
+    """ONNX ``ai.onnx::Flatten`` from opset 1."""
     axis = axis_of(axis, x.ndim)
     lead = math.prod(x.shape[:axis])
     return ctx.xp.reshape(x, (lead, math.prod(x.shape[axis:])))
@@ -62,9 +66,7 @@ def flatten(ctx: Context, x: Array, *, axis: int = 1) -> Array:
 # --- convolution geometry ----------------------------------------------------------------------
 
 
-def _same_pads(
-    in_size: int, kernel: int, stride: int, dilation: int, upper: bool
-) -> tuple[int, int]:
+def _same_pads(in_size: int, kernel: int, stride: int, dilation: int, upper: bool) -> tuple[int, int]:
     out = -(-in_size // stride)
     total = max(0, (out - 1) * stride + (kernel - 1) * dilation + 1 - in_size)
     small, big = total // 2, total - total // 2
@@ -128,12 +130,11 @@ def conv(
     pads: Sequence[int] | None = None,
     strides: Sequence[int] | None = None,
 ) -> Array:
+    """ONNX ``ai.onnx::Conv`` from opset 1."""
     _, strides_, dilations_, begin, end = _geometry(
         x, kernel_shape, w.shape, strides, dilations, pads, auto_pad
     )
-    y = ctx.be.conv(
-        x, w, strides=strides_, dilations=dilations_, pads_begin=begin, pads_end=end, group=group
-    )
+    y = ctx.be.conv(x, w, strides=strides_, dilations=dilations_, pads_begin=begin, pads_end=end, group=group)
     if b is not None:
         y = y + ctx.xp.reshape(b, _bias_shape(y.ndim))
     return y
@@ -168,6 +169,7 @@ def conv_transpose(
     pads: Sequence[int] | None = None,
     strides: Sequence[int] | None = None,
 ) -> Array:
+    """ONNX ``ai.onnx::ConvTranspose`` from opset 1."""
     xp = ctx.xp
     spatial = list(x.shape[2:])
     n = len(spatial)
@@ -177,9 +179,9 @@ def conv_transpose(
     extra = list(output_padding) if output_padding else [0] * n
     span = [(kernel[i] - 1) * d[i] + 1 for i in range(n)]
     if output_shape is not None or auto_pad in ("SAME_UPPER", "SAME_LOWER"):
-        target = list(output_shape)[-n:] if output_shape is not None else [
-            spatial[i] * s[i] for i in range(n)
-        ]
+        target = (
+            list(output_shape)[-n:] if output_shape is not None else [spatial[i] * s[i] for i in range(n)]
+        )
         total = [s[i] * (spatial[i] - 1) + extra[i] + span[i] - target[i] for i in range(n)]
         if auto_pad == "SAME_UPPER":
             begin = [t // 2 for t in total]
@@ -222,9 +224,7 @@ def conv_transpose(
 # --- pooling ----------------------------------------------------------------------------------
 
 
-def _pool_extent(
-    size: int, k: int, s: int, d: int, pb: int, pe: int, ceil_mode: int
-) -> tuple[int, int]:
+def _pool_extent(size: int, k: int, s: int, d: int, pb: int, pe: int, ceil_mode: int) -> tuple[int, int]:
     """Output length and the extra end padding ``ceil_mode`` needs beyond ``pe``."""
     span = (k - 1) * d + 1
     room = size + pb + pe - span
@@ -266,6 +266,7 @@ def max_pool(
     storage_order: int = 0,
     strides: Sequence[int] | None = None,
 ) -> Array:
+    """ONNX ``ai.onnx::MaxPool`` from opset 1."""
     kernel, s, d, begin, end, extras, _ = _pool_setup(
         x, kernel_shape, strides, dilations, pads, auto_pad, ceil_mode
     )
@@ -303,6 +304,7 @@ def average_pool(
     pads: Sequence[int] | None = None,
     strides: Sequence[int] | None = None,
 ) -> Array:
+    """ONNX ``ai.onnx::AveragePool`` from opset 1."""
     kernel, s, d, begin, end, extras, outs = _pool_setup(
         x, kernel_shape, strides, dilations, pads, auto_pad, ceil_mode
     )
@@ -326,11 +328,13 @@ def average_pool(
 
 @op("GlobalAveragePool")
 def global_average_pool(ctx: Context, x: Array) -> Array:
+    """ONNX ``ai.onnx::GlobalAveragePool`` from opset 1."""
     return ctx.xp.mean(x, axis=tuple(range(2, x.ndim)), keepdims=True)
 
 
 @op("GlobalMaxPool")
 def global_max_pool(ctx: Context, x: Array) -> Array:
+    """ONNX ``ai.onnx::GlobalMaxPool`` from opset 1."""
     return ctx.xp.max(x, axis=tuple(range(2, x.ndim)), keepdims=True)
 
 
@@ -344,6 +348,7 @@ def lrn(
     beta: float = 0.75,
     bias: float = 1.0,
 ) -> Array:
+    """ONNX ``ai.onnx::LRN`` from opset 1."""
     xp = ctx.xp
     channels = x.shape[1]
     before, after = (size - 1) // 2, size - 1 - (size - 1) // 2
@@ -379,6 +384,7 @@ def batch_normalization(
     is_test: int = 0,
     training_mode: int = 0,
 ) -> Array | tuple[Array, ...]:
+    """ONNX ``ai.onnx::BatchNormalization`` from opset 1."""
     xp = ctx.xp
     nd = x.ndim
     if not (ctx.training or training_mode):
@@ -391,7 +397,7 @@ def batch_normalization(
     y = centred / xp.sqrt(batch_var + epsilon) * _channel(xp, scale, nd) + _channel(xp, bias, nd)
     flat_mean = xp.reshape(batch_mean, mean.shape)
     flat_var = xp.reshape(batch_var, var.shape)
-    count = x.size // flat_mean.size if flat_mean.size else 1
+    count = math.prod(x.shape) // max(math.prod(mean.shape), 1)
     run_var = flat_var
     if ctx.training and ctx.unbiased_running_var and count > 1:
         run_var = flat_var * (count / (count - 1))
@@ -405,6 +411,7 @@ def batch_normalization(
 def instance_normalization(
     ctx: Context, x: Array, scale: Array, bias: Array, *, epsilon: float = 1e-5
 ) -> Array:
+    """ONNX ``ai.onnx::InstanceNormalization`` from opset 6."""
     xp = ctx.xp
     axes = tuple(range(2, x.ndim))
     mu = xp.mean(x, axis=axes, keepdims=True)
@@ -424,6 +431,7 @@ def layer_normalization(
     epsilon: float = 1e-5,
     stash_type: int = 1,
 ) -> tuple[Array, Array, Array]:
+    """ONNX ``ai.onnx::LayerNormalization`` from opset 17."""
     xp = ctx.xp
     axes = tuple(range(axis_of(axis, x.ndim), x.ndim))
     mu = xp.mean(x, axis=axes, keepdims=True)
@@ -448,6 +456,7 @@ def _dropout(ctx: Context, x: Array, ratio: float, active: bool) -> tuple[Array,
 
 @op("Dropout", 1, random=True, outputs=2)
 def dropout_v1(ctx: Context, x: Array, *, ratio: float = 0.5, is_test: int = 0) -> tuple[Array, Array]:
+    """ONNX ``ai.onnx::Dropout`` from opset 1."""
     return _dropout(ctx, x, ratio, ctx.training)
 
 
@@ -460,6 +469,7 @@ def dropout(
     *,
     seed: int | None = None,
 ) -> tuple[Array, Array]:
+    """ONNX ``ai.onnx::Dropout`` from opset 12."""
     rate = 0.5 if ratio is None else float(np.asarray(ratio))
     declared = training_mode is not None and bool(np.asarray(training_mode))
     return _dropout(ctx, x, rate, ctx.training or declared)
@@ -485,26 +495,31 @@ def _softmax_2d(xp: Any, x: Array, axis: int, log: bool) -> Array:
 
 @op("Softmax")
 def softmax_v1(ctx: Context, x: Array, *, axis: int = 1) -> Array:
+    """ONNX ``ai.onnx::Softmax`` from opset 1."""
     return _softmax_2d(ctx.xp, x, axis, log=False)
 
 
 @op("Softmax", 13)
 def softmax(ctx: Context, x: Array, *, axis: int = -1) -> Array:
+    """ONNX ``ai.onnx::Softmax`` from opset 13."""
     return _softmax(ctx.xp, x, axis, log=False)
 
 
 @op("LogSoftmax")
 def log_softmax_v1(ctx: Context, x: Array, *, axis: int = 1) -> Array:
+    """ONNX ``ai.onnx::LogSoftmax`` from opset 1."""
     return _softmax_2d(ctx.xp, x, axis, log=True)
 
 
 @op("LogSoftmax", 13)
 def log_softmax(ctx: Context, x: Array, *, axis: int = -1) -> Array:
+    """ONNX ``ai.onnx::LogSoftmax`` from opset 13."""
     return _softmax(ctx.xp, x, axis, log=True)
 
 
 @op("Hardmax", 13)
 def hardmax(ctx: Context, x: Array, *, axis: int = -1) -> Array:
+    """ONNX ``ai.onnx::Hardmax`` from opset 13."""
     xp = ctx.xp
     axis = axis_of(axis, x.ndim)
     idx = xp.argmax(x, axis=axis, keepdims=True)

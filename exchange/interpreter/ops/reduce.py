@@ -40,6 +40,7 @@ _KINDS: dict[str, Callable[[Any, Array, tuple[int, ...], bool], Array]] = {
     "ReduceLogSumExp": _log_sum_exp,
 }
 
+
 def _lowest(dtype: Any) -> Any:
     np_type = np.dtype(str(dtype).removeprefix("torch."))
     if np_type == np.bool_:
@@ -132,9 +133,11 @@ def _arg(ctx: Context, find: Callable[..., Array], x: Array, axis: int, keepdims
 
 @op("ArgMax")
 def argmax(ctx: Context, x: Array, *, axis: int = 0, keepdims: int = 1, select_last_index: int = 0) -> Array:
+    """ONNX ``ai.onnx::ArgMax`` from opset 1."""
     return _arg(ctx, ctx.xp.argmax, x, axis, keepdims, select_last_index)
 
 
 @op("ArgMin")
 def argmin(ctx: Context, x: Array, *, axis: int = 0, keepdims: int = 1, select_last_index: int = 0) -> Array:
+    """ONNX ``ai.onnx::ArgMin`` from opset 1."""
     return _arg(ctx, ctx.xp.argmin, x, axis, keepdims, select_last_index)

@@ -30,6 +30,7 @@ def constant(
     value_int: int | None = None,
     value_ints: Sequence[int] | None = None,
 ) -> np.ndarray:
+    """ONNX ``ai.onnx::Constant`` from opset 1."""
     if value is not None:
         return value
     if value_float is not None:
@@ -45,12 +46,14 @@ def constant(
 
 @op("ConstantOfShape", 9, static=(0,))
 def constant_of_shape(ctx: Context, shape: np.ndarray, *, value: np.ndarray | None = None) -> Array:
+    """ONNX ``ai.onnx::ConstantOfShape`` from opset 9."""
     fill = np.zeros(1, np.float32) if value is None else np.asarray(value)
     return np.full(ints(shape), fill.reshape(-1)[0], dtype=fill.dtype)
 
 
 @op("Range", 11, static=(0, 1, 2))
 def range_(ctx: Context, start: np.ndarray, limit: np.ndarray, delta: np.ndarray) -> np.ndarray:
+    """ONNX ``ai.onnx::Range`` from opset 11."""
     s, lim, d = (np.asarray(v).reshape(()) for v in (start, limit, delta))
     count = max(int(np.ceil((lim - s) / d)), 0)
     return (s + np.arange(count, dtype=s.dtype) * d).astype(s.dtype)
@@ -58,16 +61,19 @@ def range_(ctx: Context, start: np.ndarray, limit: np.ndarray, delta: np.ndarray
 
 @op("Shape", shape_only=True)
 def shape_v1(ctx: Context, x: Array) -> np.ndarray:
+    """ONNX ``ai.onnx::Shape`` from opset 1."""
     return np.asarray(tuple(x.shape), dtype=np.int64)
 
 
 @op("Shape", 15, shape_only=True)
 def shape(ctx: Context, x: Array, *, start: int = 0, end: int | None = None) -> np.ndarray:
+    """ONNX ``ai.onnx::Shape`` from opset 15."""
     return np.asarray(tuple(x.shape), dtype=np.int64)[start:end]
 
 
 @op("Size", shape_only=True)
 def size(ctx: Context, x: Array) -> np.ndarray:
+    """ONNX ``ai.onnx::Size`` from opset 1."""
     return np.asarray(math.prod(x.shape), dtype=np.int64)
 
 
@@ -84,11 +90,13 @@ def _target_shape(in_shape: Sequence[int], shape: Sequence[int], allowzero: int)
 
 @op("Reshape")
 def reshape_v1(ctx: Context, x: Array, *, shape: Sequence[int] = ()) -> Array:
+    """ONNX ``ai.onnx::Reshape`` from opset 1."""
     return ctx.xp.reshape(x, _target_shape(x.shape, shape, 0))
 
 
 @op("Reshape", 5, static=(1,))
 def reshape(ctx: Context, x: Array, shape: np.ndarray, *, allowzero: int = 0) -> Array:
+    """ONNX ``ai.onnx::Reshape`` from opset 5."""
     return ctx.xp.reshape(x, _target_shape(x.shape, ints(shape), allowzero))
 
 
@@ -103,11 +111,13 @@ def _squeeze(xp: Any, x: Array, axes: Sequence[int] | None) -> Array:
 
 @op("Squeeze")
 def squeeze_v1(ctx: Context, x: Array, *, axes: Sequence[int] | None = None) -> Array:
+    """ONNX ``ai.onnx::Squeeze`` from opset 1."""
     return _squeeze(ctx.xp, x, axes)
 
 
 @op("Squeeze", 13, static=(1,))
 def squeeze(ctx: Context, x: Array, axes: np.ndarray | None = None) -> Array:
+    """ONNX ``ai.onnx::Squeeze`` from opset 13."""
     return _squeeze(ctx.xp, x, None if axes is None else ints(axes))
 
 
@@ -120,32 +130,38 @@ def _unsqueeze(xp: Any, x: Array, axes: Sequence[int]) -> Array:
 
 @op("Unsqueeze")
 def unsqueeze_v1(ctx: Context, x: Array, *, axes: Sequence[int] = ()) -> Array:
+    """ONNX ``ai.onnx::Unsqueeze`` from opset 1."""
     return _unsqueeze(ctx.xp, x, axes)
 
 
 @op("Unsqueeze", 13, static=(1,))
 def unsqueeze(ctx: Context, x: Array, axes: np.ndarray) -> Array:
+    """ONNX ``ai.onnx::Unsqueeze`` from opset 13."""
     return _unsqueeze(ctx.xp, x, ints(axes))
 
 
 @op("Transpose")
 def transpose(ctx: Context, x: Array, *, perm: Sequence[int] | None = None) -> Array:
+    """ONNX ``ai.onnx::Transpose`` from opset 1."""
     return ctx.xp.permute_dims(x, tuple(perm) if perm is not None else tuple(reversed(range(x.ndim))))
 
 
 @op("Expand", 8, static=(1,))
 def expand(ctx: Context, x: Array, shape: np.ndarray) -> Array:
+    """ONNX ``ai.onnx::Expand`` from opset 8."""
     target = np.broadcast_shapes(tuple(x.shape), ints(shape))
     return ctx.xp.broadcast_to(x, target)
 
 
 @op("Tile", 6, static=(1,))
 def tile(ctx: Context, x: Array, repeats: np.ndarray) -> Array:
+    """ONNX ``ai.onnx::Tile`` from opset 6."""
     return ctx.xp.tile(x, ints(repeats))
 
 
 @op("DepthToSpace", 13)
 def depth_to_space(ctx: Context, x: Array, *, blocksize: int, mode: str = "DCR") -> Array:
+    """ONNX ``ai.onnx::DepthToSpace`` from opset 13."""
     xp = ctx.xp
     n, c, h, w = x.shape
     b = blocksize
@@ -160,6 +176,7 @@ def depth_to_space(ctx: Context, x: Array, *, blocksize: int, mode: str = "DCR")
 
 @op("SpaceToDepth")
 def space_to_depth(ctx: Context, x: Array, *, blocksize: int, mode: str = "DCR") -> Array:
+    """ONNX ``ai.onnx::SpaceToDepth`` from opset 1."""
     xp = ctx.xp
     n, c, h, w = x.shape
     b = blocksize
@@ -173,6 +190,7 @@ def space_to_depth(ctx: Context, x: Array, *, blocksize: int, mode: str = "DCR")
 
 @op("Concat")
 def concat(ctx: Context, *xs: Array, axis: int = 1) -> Array:
+    """ONNX ``ai.onnx::Concat`` from opset 1."""
     return ctx.xp.concat(list(xs), axis=axis)
 
 
@@ -197,6 +215,7 @@ def _even_sizes(length: int, parts: int) -> list[int]:
 def split_v2(
     ctx: Context, x: Array, *, axis: int = 0, split: Sequence[int] | None = None, _n_outputs: int = 1
 ) -> tuple[Array, ...]:
+    """ONNX ``ai.onnx::Split`` from opset 2."""
     length = x.shape[axis_of(axis, x.ndim)]
     return _split(ctx.xp, x, axis, split or _even_sizes(length, _n_outputs))
 
@@ -211,6 +230,7 @@ def split(
     num_outputs: int | None = None,
     _n_outputs: int = 1,
 ) -> tuple[Array, ...]:
+    """ONNX ``ai.onnx::Split`` from opset 13."""
     length = x.shape[axis_of(axis, x.ndim)]
     if sizes is not None:
         return _split(ctx.xp, x, axis, ints(sizes))
@@ -254,6 +274,7 @@ def slice_v1(
     ends: Sequence[int] = (),
     axes: Sequence[int] | None = None,
 ) -> Array:
+    """ONNX ``ai.onnx::Slice`` from opset 1."""
     return _slice(ctx.xp, x, starts, ends, axes, None)
 
 
@@ -266,6 +287,7 @@ def slice_(
     axes: np.ndarray | None = None,
     steps: np.ndarray | None = None,
 ) -> Array:
+    """ONNX ``ai.onnx::Slice`` from opset 10."""
     return _slice(
         ctx.xp,
         x,
@@ -283,7 +305,9 @@ def _pad(xp: Any, x: Array, pads: Sequence[int], mode: str, value: Any) -> Array
     """Pad (negative widths crop) with the ONNX modes constant / reflect / edge / wrap."""
     n = x.ndim
     begin, end = list(pads[:n]), list(pads[n:])
-    crop = tuple(slice(max(0, -b), x.shape[i] - max(0, -e)) for i, (b, e) in enumerate(zip(begin, end, strict=True)))
+    crop = tuple(
+        slice(max(0, -b), x.shape[i] - max(0, -e)) for i, (b, e) in enumerate(zip(begin, end, strict=True))
+    )
     x = x[crop]
     for axis in range(n):
         b, e = max(0, begin[axis]), max(0, end[axis])
@@ -293,8 +317,16 @@ def _pad(xp: Any, x: Array, pads: Sequence[int], mode: str, value: Any) -> Array
         if mode == "constant":
             shape_b = x.shape[:axis] + (b,) + x.shape[axis + 1 :]
             shape_e = x.shape[:axis] + (e,) + x.shape[axis + 1 :]
-            fill_b = xp.full(shape_b, value, dtype=x.dtype) if not hasattr(value, "shape") else xp.broadcast_to(xp.astype(value, x.dtype), shape_b)
-            fill_e = xp.full(shape_e, value, dtype=x.dtype) if not hasattr(value, "shape") else xp.broadcast_to(xp.astype(value, x.dtype), shape_e)
+            fill_b = (
+                xp.full(shape_b, value, dtype=x.dtype)
+                if not hasattr(value, "shape")
+                else xp.broadcast_to(xp.astype(value, x.dtype), shape_b)
+            )
+            fill_e = (
+                xp.full(shape_e, value, dtype=x.dtype)
+                if not hasattr(value, "shape")
+                else xp.broadcast_to(xp.astype(value, x.dtype), shape_e)
+            )
             x = xp.concat([fill_b, x, fill_e], axis=axis)
             continue
         positions = np.arange(-b, size + e)
@@ -314,6 +346,7 @@ def _pad(xp: Any, x: Array, pads: Sequence[int], mode: str, value: Any) -> Array
 def pad_v2(
     ctx: Context, x: Array, *, pads: Sequence[int] = (), mode: str = "constant", value: float = 0.0
 ) -> Array:
+    """ONNX ``ai.onnx::Pad`` from opset 2."""
     return _pad(ctx.xp, x, pads, mode, value)
 
 
@@ -327,6 +360,7 @@ def pad(
     *,
     mode: str = "constant",
 ) -> Array:
+    """ONNX ``ai.onnx::Pad`` from opset 11."""
     widths = ints(pads)
     if axes is not None:
         chosen = axes_of(ints(axes), x.ndim)
@@ -346,6 +380,7 @@ def pad(
 
 @op("Gather")
 def gather(ctx: Context, data: Array, indices: Array, *, axis: int = 0) -> Array:
+    """ONNX ``ai.onnx::Gather`` from opset 1."""
     xp = ctx.xp
     axis = axis_of(axis, data.ndim)
     n = data.shape[axis]
@@ -358,6 +393,7 @@ def gather(ctx: Context, data: Array, indices: Array, *, axis: int = 0) -> Array
 
 @op("GatherElements", 11)
 def gather_elements(ctx: Context, data: Array, indices: Array, *, axis: int = 0) -> Array:
+    """ONNX ``ai.onnx::GatherElements`` from opset 11."""
     xp = ctx.xp
     axis = axis_of(axis, data.ndim)
     idx = xp.where(indices < 0, indices + data.shape[axis], indices)
@@ -369,9 +405,11 @@ def gather_elements(ctx: Context, data: Array, indices: Array, *, axis: int = 0)
 
 @op("Cast")
 def cast(ctx: Context, x: Array, *, to: int, saturate: int = 1) -> Array:
+    """ONNX ``ai.onnx::Cast`` from opset 1."""
     return ctx.xp.astype(x, ctx.be.dtype(np_dtype(to)))
 
 
 @op("CastLike", 15)
 def cast_like(ctx: Context, x: Array, like: Array, *, saturate: int = 1) -> Array:
+    """ONNX ``ai.onnx::CastLike`` from opset 15."""
     return ctx.xp.astype(x, like.dtype)
