@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import logging
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -197,10 +198,17 @@ def _kwargs(
 
 
 def _instantiate(name: str, cls: type, kwargs: dict[str, Any]) -> Any:
+    flwr_logger = logging.getLogger("flwr")
+    level = flwr_logger.level
+    # Flower warns that fraction_evaluate=0 skips federated evaluation: flonnx evaluates on the
+    # server by design, so that warning would only confuse.
+    flwr_logger.setLevel(max(level, logging.ERROR))
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:
         raise FlonnxError(f"strategy {name!r} rejected its parameters: {exc}") from exc
+    finally:
+        flwr_logger.setLevel(level)
 
 
 def build_strategy(
