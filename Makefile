@@ -23,16 +23,18 @@ setup: $(STAMP)
 run: setup
 	$(VENV)/bin/flonnx simulate digits-mixed
 
-# pytest exits 5 when it collected no test: that is a failure of intent, not a pass.
-test: setup
+# Lint and types first (seconds), then the suite. pytest exits 5 when it collected no test: that is
+# a failure of intent, not a pass.
+test: setup lint
 	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 
 lint: setup
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy exchange server client simulations flonnx
 
 protos: setup
-	$(PY) -m grpc_tools.protoc -Iprotos --python_out=exchange/_proto protos/flonnx_lineage.proto
+	$(PY) -m grpc_tools.protoc -Iprotos --python_out=exchange/_proto --pyi_out=exchange/_proto protos/flonnx_lineage.proto
 
 clean:
 	rm -rf runs .pytest_cache .flwr-home

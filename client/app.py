@@ -75,13 +75,13 @@ def train(msg: Message, context: Context) -> Message:
             f"received definition hashes to {definition.id[:12]}, the server announced "
             f"{str(lineage[wire.LINEAGE_DEFINITION_ID])[:12]}"
         )
-    weights = {name: array.numpy() for name, array in msg.content[wire.ARRAYS].items()}
+    weights = {name: array.numpy() for name, array in msg.content.array_records[wire.ARRAYS].items()}
     definition.validate(weights, source="global weights from the server")
     if weights_id(weights) != lineage[wire.LINEAGE_WEIGHTS_ID]:
         raise InvalidUpdate("received weights do not hash to the announced weights id")
     key, framework = _identity(context.node_config, str(lineage[wire.LINEAGE_FRAMEWORKS]))
     x, y = _local_data(context.node_config, str(lineage[wire.LINEAGE_SCENARIO]))
-    seed = int(lineage[wire.LINEAGE_SEED])  # type: ignore[call-overload]
+    seed = int(str(lineage[wire.LINEAGE_SEED]))
     trainer = get_trainer(framework)
     try:
         result = trainer.train(

@@ -190,7 +190,7 @@ class Federation:
                 node_id=reply.metadata.src_node_id, key=key,
                 framework=str(info[wire.REPLY_FRAMEWORK]),
                 framework_version=str(info[wire.REPLY_FRAMEWORK_VERSION]),
-                num_examples=int(info[wire.REPLY_NUM_EXAMPLES]),  # type: ignore[call-overload]
+                num_examples=int(str(info[wire.REPLY_NUM_EXAMPLES])),
             )
         if len(clients) < self.settings.min_available_nodes:
             raise FlonnxError(
@@ -230,13 +230,16 @@ class Federation:
         rejected: list[Rejection] = []
         answered = set()
         for reply in replies:
-            client = by_node.get(reply.metadata.src_node_id)
-            if client is None:
+            sender = by_node.get(reply.metadata.src_node_id)
+            if sender is None:
                 continue
-            answered.add(client.key)
-            checked = check_reply(reply, client=client, definition=definition,
-                                  base_version=head.version_id, seed=seeds[client.key])
-            (updates if isinstance(checked, Update) else rejected).append(checked)  # type: ignore[arg-type]
+            answered.add(sender.key)
+            checked = check_reply(reply, client=sender, definition=definition,
+                                  base_version=head.version_id, seed=seeds[sender.key])
+            if isinstance(checked, Update):
+                updates.append(checked)
+            else:
+                rejected.append(checked)
         rejected += [Rejection(k, clients[k].node_id, "no reply before the round timeout")
                      for k in keys if k not in answered]
         updates.sort(key=lambda u: u.client)

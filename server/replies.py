@@ -82,9 +82,11 @@ def _check(
         raise InvalidUpdate(f"client failed: {reply.error.reason}")
     content = reply.content
     if wire.REFUSAL in content:
-        refusal = content[wire.REFUSAL]
-        measured = {k: float(v) for k, v in content[wire.METRICS].items()} if wire.METRICS in content else {}
-        raise _Refused(f"client refused to train: {refusal[wire.REFUSAL_REASON]}", measured)
+        refusal = content.config_records[wire.REFUSAL]
+        records = content.metric_records
+        measured = {k: float(v) for k, v in records[wire.METRICS].items()  # type: ignore[arg-type]
+                    if isinstance(v, int | float)} if wire.METRICS in records else {}
+        raise _Refused(f"client refused to train: {refusal[wire.REFUSAL_REASON]!s}", measured)
     missing = [k for k in (wire.ARRAYS, wire.METRICS, wire.LINEAGE) if k not in content]
     if missing:
         raise InvalidUpdate(f"reply lacks records {missing}")
@@ -102,7 +104,7 @@ def _check(
     num_examples = metrics.get(wire.REPLY_NUM_EXAMPLES, 0.0)
     if num_examples <= 0 or num_examples != int(num_examples):
         raise InvalidUpdate(f"num-examples must be a positive integer, got {num_examples}")
-    weights = {name: array.numpy() for name, array in content[wire.ARRAYS].items()}
+    weights = {name: array.numpy() for name, array in content.array_records[wire.ARRAYS].items()}
     definition.validate(weights, source=f"update from {client.key}")
     actual = weights_id(weights)
     if actual != lineage.get(wire.REPLY_WEIGHTS_ID):

@@ -52,13 +52,15 @@ def export_module(
             output_names=["logits"],
             dynamic_shapes=({0: batch},),
         )
+    if program is None:
+        raise InvalidModel("torch.onnx.export returned no program")
     model = program.model_proto
     for key, value in sorted((metadata or {}).items()):
         model.metadata_props.add(key=key, value=value)
     definition, weights = Definition.from_model(model)
     native = module_weights(module, definition)
-    for name, value in weights.items():
-        if not np.array_equal(value, native[name]):
+    for name, tensor in weights.items():
+        if not np.array_equal(tensor, native[name]):
             raise InvalidModel(f"export changed tensor {name!r}; flonnx needs unoptimised exports")
     return definition, weights
 
