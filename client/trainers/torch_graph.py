@@ -36,7 +36,7 @@ def train_graph(
     y: np.ndarray,
     config: TrainConfig,
 ) -> TrainResult:
-    """Parity check, then Adam on cross-entropy of the graph's first output (logits)."""
+    """Parity check, then Adam on cross-entropy of the classifier output (logits or probabilities)."""
     torch.manual_seed(config.seed)
     program = _program(definition, weights)
     input_name, target = definition.input_names[0], classifier_output(definition)
