@@ -51,7 +51,7 @@ def initial_model(scenario: Scenario, seed: int) -> tuple[Definition, dict[str, 
     import torch
 
     from exchange.adapters.torch_native import export_module
-    from simulations.models import MODELS, build
+    from exchange.zoo import MODELS, build
 
     torch.manual_seed(derive_seed(seed, "init"))
     module = build(scenario.model)

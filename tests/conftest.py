@@ -20,7 +20,7 @@ def mlp_model():  # type: ignore[no-untyped-def]
     """The digits MLP exported from torch: (definition, weights)."""
     torch = pytest.importorskip("torch", reason="the torch exporter produces the reference MLP")
     from exchange.adapters.torch_native import export_module
-    from simulations.models import build
+    from exchange.zoo import build
 
     torch.manual_seed(0)
     return export_module(build("digits-mlp"), torch.zeros(2, 64), metadata={"flonnx.model": "digits-mlp"})

@@ -16,7 +16,7 @@ from client.trainers import TrainConfig, TrainResult
 from exchange.adapters.torch_native import load_weights, module_weights
 from exchange.definition import Definition
 from exchange.parity import check_parity
-from simulations.models import MODELS, build
+from exchange.zoo import MODELS, build
 
 __all__ = ["TRAINER", "TorchTrainer"]
 

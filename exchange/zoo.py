@@ -1,4 +1,4 @@
-"""The model zoo: native PyTorch modules that scenarios start from.
+"""The model zoo: native PyTorch modules a federation spec can name (`model = "digits-mlp"`).
 
 A scenario's initial definition is exported from one of these; a torch client that trains natively
 rebuilds the same module from the name in the definition's ``flonnx.model`` metadata.
