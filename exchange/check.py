@@ -1,8 +1,13 @@
 """``flonnx check``: can this ONNX file be federated, and which installed framework can train it?
 
 For a model file: safe loading (size cap, no external data, allowed domains), ``onnx.checker`` (full
-check), then for every framework flonnx knows whether it is installed, whether it can train the graph
-(missing operators listed) and its parity with ONNX Runtime on seeded random probes.
+check), an opset upgrade when ONNX Runtime has no kernels for the file's old opset (the file is the
+user's own, so :func:`exchange.upgrade.upgrade_user_model` may check the upgrade with ``onnx.reference``),
+then for every framework flonnx knows whether it is installed, whether it can train the graph (missing
+operators listed) and its parity with ONNX Runtime on seeded random probes.
+
+A report *has a verdict* when the file is valid, ONNX Runtime runs it (upgraded if needed) and at
+least one installed framework was checked; ``flonnx check`` exits non-zero otherwise.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from exchange.definition import MAX_MODEL_BYTES, Definition, load_model_bytes
 from exchange.errors import FlonnxError, InvalidModel
 from exchange.ort import probe_inputs, run_model
 from exchange.parity import DEFAULT_ATOL, DEFAULT_RTOL, ParityReport, compare_outputs
+from exchange.upgrade import upgrade_user_model
 
 __all__ = ["CheckReport", "FrameworkCheck", "check_model"]
 
@@ -57,10 +63,21 @@ class CheckReport:
     outputs: list[str] = field(default_factory=list)
     parameters: int = 0
     frameworks: list[FrameworkCheck] = field(default_factory=list)
+    #: The opset upgrade the checked model went through (:meth:`Conversion.to_json`), or None.
+    conversion: dict[str, Any] | None = None
+    #: ONNX Runtime ran the checked model (after any upgrade) on the probes.
+    runnable: bool = False
+
+    @property
+    def has_verdict(self) -> bool:
+        """Valid, run by ONNX Runtime, and at least one installed framework checked."""
+        return self.valid and self.runnable and any(
+            f.installed and (f.parity is not None or bool(f.missing_ops)) for f in self.frameworks
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (``flonnx check --json``)."""
-        return asdict(self)
+        return {**asdict(self), "has_verdict": self.has_verdict}
 
 
 def _parity_dict(report: ParityReport) -> dict[str, Any]:
@@ -119,6 +136,14 @@ def _sklearn_check(definition: Definition, weights: dict[str, np.ndarray],
     return result
 
 
+def _describe(report: CheckReport, model: onnx.ModelProto, definition: Definition,
+              weights: dict[str, np.ndarray]) -> None:
+    report.definition_id = definition.id
+    report.opsets = {o.domain or "ai.onnx": o.version for o in model.opset_import}
+    report.inputs, report.outputs = definition.input_names, definition.output_names
+    report.parameters = int(sum(np.size(w) for w in weights.values()))
+
+
 def check_model(
     path: str | Path, *, batch: int = 4, seed: int = 0, atol: float = DEFAULT_ATOL,
     rtol: float = DEFAULT_RTOL,
@@ -137,16 +162,23 @@ def check_model(
         report.problems.append(f"{type(exc).__name__}: {exc}")
         return report
     report.valid = True
-    report.definition_id = definition.id
-    report.opsets = {o.domain or "ai.onnx": o.version for o in model.opset_import}
-    report.inputs, report.outputs = definition.input_names, definition.output_names
-    report.parameters = int(sum(np.size(w) for w in weights.values()))
+    _describe(report, model, definition, weights)
+    try:
+        model, conversion = upgrade_user_model(model, batch=batch, seed=seed, atol=atol, rtol=rtol)
+    except InvalidModel as exc:
+        report.problems.append(str(exc))
+        return report
+    if conversion is not None:  # everything below is about the model that would be federated
+        report.conversion = conversion.to_json()
+        definition, weights = Definition.from_model(model)
+        _describe(report, model, definition, weights)
     probes = probe_inputs(definition, batch=batch, seed=seed)
     try:
         reference = run_model(model, probes)
     except Exception as exc:  # onnxruntime raises its own exception types
         report.problems.append(f"ONNX Runtime cannot run the model: {exc}")
         return report
+    report.runnable = True
     for framework, (package, how) in _FRAMEWORKS.items():
         if importlib.util.find_spec(package) is None:
             report.frameworks.append(FrameworkCheck(framework, how, installed=False))
@@ -159,4 +191,6 @@ def check_model(
         except Exception as exc:  # report, don't crash: one framework failing is a finding
             check = FrameworkCheck(framework, how, installed=True, note=f"{type(exc).__name__}: {exc}")
         report.frameworks.append(check)
+    if not report.has_verdict:
+        report.problems.append("no installed framework could be checked (see the notes per framework)")
     return report
