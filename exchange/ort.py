@@ -8,8 +8,10 @@ import numpy as np
 import onnx
 
 from exchange.definition import Definition
+from exchange.metrics import task_metrics
+from exchange.task import Task, task_output
 
-__all__ = ["classification_metrics", "probe_inputs", "run_model", "session"]
+__all__ = ["classification_metrics", "evaluate_model", "probe_inputs", "run_model", "session"]
 
 
 def session(model: onnx.ModelProto, *, threads: int = 1):  # type: ignore[no-untyped-def]
@@ -32,27 +34,35 @@ def run_model(model: onnx.ModelProto, inputs: Mapping[str, np.ndarray]) -> dict[
     return dict(zip(names, sess.run(names, dict(inputs)), strict=True))
 
 
-def _log_softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+def evaluate_model(
+    model: onnx.ModelProto, x: np.ndarray, y: np.ndarray, task: Task | str, *, batch_size: int = 4096
+) -> dict[str, float]:
+    """The task's metrics of ``model`` on ``x`` (:func:`exchange.metrics.task_metrics`).
+
+    ONNX Runtime runs ``x`` in batches; the evaluated output and its kind come from
+    :func:`exchange.task.task_output`.
+
+    ``y`` holds int64 labels (classification, binary) or float32 targets (regression), shape ``[N]``.
+    """
+    output = task_output(model, task)
+    sess = session(model)
+    input_name = sess.get_inputs()[0].name
+    outputs = np.concatenate(
+        [sess.run([output.name], {input_name: x[i : i + batch_size]})[0]
+         for i in range(0, len(x), batch_size)]
+    )
+    return task_metrics(outputs, y, task, output.kind)
 
 
 def classification_metrics(
     model: onnx.ModelProto, x: np.ndarray, y: np.ndarray, *, batch_size: int = 4096
 ) -> dict[str, float]:
-    """Accuracy and mean cross-entropy of a logits-producing classifier, computed by ONNX Runtime."""
-    sess = session(model)
-    input_name = sess.get_inputs()[0].name
-    output_name = sess.get_outputs()[0].name
-    logits = np.concatenate(
-        [sess.run([output_name], {input_name: x[i : i + batch_size]})[0]
-         for i in range(0, len(x), batch_size)]
-    ).astype(np.float64)
-    log_probs = _log_softmax(logits)
-    return {
-        "accuracy": float(np.mean(np.argmax(logits, axis=1) == y)),
-        "loss": float(-np.mean(log_probs[np.arange(len(y)), y])),
-    }
+    """Accuracy and mean cross-entropy of a classifier.
+
+    :func:`evaluate_model` for classification, restricted to the two keys it has always reported.
+    """
+    metrics = evaluate_model(model, x, y, Task.CLASSIFICATION, batch_size=batch_size)
+    return {"accuracy": metrics["accuracy"], "loss": metrics["loss"]}
 
 
 def probe_inputs(definition: Definition, *, batch: int = 16, seed: int = 0) -> dict[str, np.ndarray]:

@@ -16,7 +16,7 @@ from exchange.errors import InvalidModel
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["MODELS", "ModelSpec", "build"]
+__all__ = ["MODELS", "ModelSpec", "build", "model_spec"]
 
 
 @dataclass(frozen=True)
@@ -72,8 +72,36 @@ MODELS: dict[str, ModelSpec] = {
 }
 
 
+def _mlp(widths: tuple[int, ...]) -> Callable[[], torch.nn.Module]:
+    def builder() -> torch.nn.Module:
+        from torch import nn
+
+        layers: list[nn.Module] = []
+        for i, (a, b) in enumerate(zip(widths, widths[1:], strict=False)):
+            layers.append(nn.Linear(a, b))
+            if i < len(widths) - 2:
+                layers.append(nn.ReLU())
+        return nn.Sequential(*layers)
+
+    return builder
+
+
+def model_spec(name: str) -> ModelSpec | None:
+    """The zoo entry ``name``: a fixed entry, or ``mlp-IN-HIDDEN…-OUT`` (dense layers with ReLU)."""
+    if name in MODELS:
+        return MODELS[name]
+    parts = name.split("-")
+    if parts[0] == "mlp" and len(parts) >= 3 and all(p.isdigit() and 0 < int(p) <= 65536
+                                                      for p in parts[1:]):
+        widths = tuple(int(p) for p in parts[1:])
+        return ModelSpec(name, _mlp(widths), (widths[0],),
+                         "MLP " + "->".join(map(str, widths)) + ", ReLU")
+    return None
+
+
 def build(name: str) -> torch.nn.Module:
     """A fresh module of zoo entry ``name``."""
-    if name not in MODELS:
-        raise InvalidModel(f"unknown model {name!r}; the zoo has {sorted(MODELS)}")
-    return MODELS[name].builder()
+    spec = model_spec(name)
+    if spec is None:
+        raise InvalidModel(f"unknown model {name!r}; the zoo has {sorted(MODELS)} and mlp-IN-…-OUT")
+    return spec.builder()

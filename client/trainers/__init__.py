@@ -15,6 +15,7 @@ import numpy as np
 
 from exchange.definition import Definition
 from exchange.errors import FlonnxError
+from exchange.task import Task, parse_task
 
 __all__ = ["TRAINERS", "TrainConfig", "TrainResult", "Trainer", "get_trainer"]
 
@@ -38,16 +39,24 @@ class TrainConfig:
     learning_rate: float = 0.01
     seed: int = 0
     proximal_mu: float = 0.0  # FedProx: weight of (mu/2)·||w - w_global||², sent as ``proximal-mu``
+    task: str = Task.CLASSIFICATION.value  # the loss: classification, binary or regression
 
     @classmethod
     def from_config(cls, config: Mapping[str, object], seed: int) -> TrainConfig:
-        """From a round's ConfigRecord (keys ``local-epochs``, ``batch-size``, ``learning-rate``)."""
+        """From a round's ConfigRecord.
+
+        Keys: ``local-epochs``, ``batch-size``, ``learning-rate``, ``proximal-mu``, ``task``.
+
+        Raises:
+            InvalidTask: ``task`` names no task flonnx knows.
+        """
         return cls(
             local_epochs=int(config.get("local-epochs", cls.local_epochs)),  # type: ignore[call-overload]
             batch_size=int(config.get("batch-size", cls.batch_size)),  # type: ignore[call-overload]
             learning_rate=float(config.get("learning-rate", cls.learning_rate)),  # type: ignore[arg-type]
             seed=seed,
             proximal_mu=float(config.get("proximal-mu", 0.0)),  # type: ignore[arg-type]
+            task=parse_task(str(config.get("task", cls.task))).value,
         )
 
 

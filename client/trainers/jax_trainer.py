@@ -15,25 +15,28 @@ import numpy as np
 import optax
 
 from client.trainers import TrainConfig, TrainResult
+from client.trainers._loop import Objective, jax_ops, objective, proximal_term, task_loss, train_loop
 from exchange.definition import Definition
 from exchange.interpreter import Program
-from exchange.parity import check_parity
-from exchange.task import classifier_output
 
 __all__ = ["TRAINER", "JaxTrainer"]
 
-#: Compiled programs and steps per (definition id, learning rate, mu): Ray actors keep them across rounds.
-_CACHE: dict[tuple[str, float, float], tuple[Program, list[str], list[str], Callable[..., Any], Any]] = {}
+_Compiled = tuple[Program, list[str], list[str], Callable[..., Any], Any]
+
+#: Compiled programs and steps per (definition id, learning rate, mu, objective): Ray actors keep
+#: them across rounds.
+_CACHE: dict[tuple[str, float, float, Objective], _Compiled] = {}
 
 
 def _compile(
-    definition: Definition, weights: Mapping[str, np.ndarray], learning_rate: float, mu: float
-) -> tuple[Program, list[str], list[str], Callable[..., Any], Any]:
-    key = (definition.id, learning_rate, mu)
+    definition: Definition, weights: Mapping[str, np.ndarray], learning_rate: float, mu: float,
+    goal: Objective,
+) -> _Compiled:
+    key = (definition.id, learning_rate, mu, goal)
     if key in _CACHE:
         return _CACHE[key]
     program = Program(definition.materialize(weights), backend="jax")
-    input_name, target = definition.input_names[0], classifier_output(definition)
+    input_name, target, ops = definition.input_names[0], goal.output, jax_ops()
     # Which initializers are state (e.g. BatchNorm running statistics) rather than parameters:
     # those a training-mode run returns as updated state.
     probe = {input_name: jnp.zeros((2, *program_input_shape(definition)), jnp.float32)}
@@ -46,14 +49,9 @@ def _compile(
     def loss_fn(params: dict[str, Any], state: dict[str, Any], anchor: dict[str, Any],
                 x: Any, y: Any, key: Any) -> tuple[Any, dict[str, Any]]:
         outputs, new_state = program.run({**params, **state}, {input_name: x}, training=True, rng=key)
-        out = outputs[target.name]
-        if target.probabilities:
-            log_p = jnp.log(jnp.clip(out, 1e-12, None))
-            loss = -jnp.take_along_axis(log_p, y[:, None], axis=1).mean()
-        else:
-            loss = optax.softmax_cross_entropy_with_integer_labels(out, y).mean()
+        loss = task_loss(ops, target.kind, outputs[target.name], y)
         if mu:
-            loss = loss + 0.5 * mu * sum(jnp.sum((params[k] - anchor[k]) ** 2) for k in params)
+            loss = loss + proximal_term(params, anchor, mu)
         return loss, {**state, **new_state}
 
     @jax.jit
@@ -75,7 +73,7 @@ def program_input_shape(definition: Definition) -> tuple[int, ...]:
 
 
 class JaxTrainer:
-    """Adam (optax) on cross-entropy through the interpreter; FedProx via ``proximal-mu``."""
+    """Adam (optax) on the task's loss through the interpreter; FedProx via ``proximal-mu``."""
 
     name = "jax"
 
@@ -92,8 +90,9 @@ class JaxTrainer:
         config: TrainConfig,
     ) -> TrainResult:
         """Check parity with ONNX Runtime, train ``local_epochs`` epochs, return weights."""
-        program, param_names, state_names, step, optimizer = _compile(
-            definition, weights, config.learning_rate, config.proximal_mu)
+        goal = objective(definition, config)
+        program, param_names, state_names, step_fn, optimizer = _compile(
+            definition, weights, config.learning_rate, config.proximal_mu, goal)
         input_name = definition.input_names[0]
         every = {k: jnp.asarray(v) for k, v in weights.items()}
 
@@ -101,32 +100,25 @@ class JaxTrainer:
             outputs, _ = program.run(every, {input_name: jnp.asarray(inputs[input_name])})
             return {name: np.asarray(value) for name, value in outputs.items()}
 
-        parity = check_parity(definition, weights, run, framework="jax", seed=config.seed)
         params = {k: every[k] for k in param_names}
-        state = {k: every[k] for k in state_names}
+        carry: dict[str, Any] = {"params": params, "state": {k: every[k] for k in state_names},
+                                 "opt": optimizer.init(params), "key": jax.random.PRNGKey(config.seed)}
         anchor = dict(params)
-        opt_state = optimizer.init(params)
-        rng = np.random.default_rng(config.seed)
-        key = jax.random.PRNGKey(config.seed)
-        xs, ys = np.asarray(x, np.float32), np.asarray(y, np.int32)
-        losses: list[Any] = []
-        for _ in range(config.local_epochs):
-            losses = []
-            order = rng.permutation(len(xs))
-            for start in range(0, len(xs), config.batch_size):
-                idx = order[start : start + config.batch_size]
-                key, sub = jax.random.split(key)
-                params, state, opt_state, loss = step(params, state, opt_state, anchor,
-                                                      jnp.asarray(xs[idx]), jnp.asarray(ys[idx]), sub)
-                losses.append(loss)
-        new = {**params, **state}
-        out = {k: np.asarray(new[k], dtype=definition.specs[k].dtype) for k in definition.specs}
-        return TrainResult(
-            weights=out,
-            num_examples=len(xs),
-            metrics={"train-loss": float(np.mean([float(v) for v in losses])) if losses else 0.0,
-                     "parity-max-abs": parity.max_abs},
-        )
+        xs, ys = np.asarray(x, np.float32), goal.targets(y, label_dtype=np.int32)
+
+        def step(idx: np.ndarray) -> Any:
+            carry["key"], sub = jax.random.split(carry["key"])
+            carry["params"], carry["state"], carry["opt"], loss = step_fn(
+                carry["params"], carry["state"], carry["opt"], anchor,
+                jnp.asarray(xs[idx]), jnp.asarray(ys[idx]), sub)
+            return loss
+
+        def finish() -> dict[str, np.ndarray]:
+            new = {**carry["params"], **carry["state"]}
+            return {k: np.asarray(new[k], dtype=definition.specs[k].dtype) for k in definition.specs}
+
+        return train_loop(definition, weights, config, framework="jax", num_examples=len(xs),
+                          run=run, step=step, finish=finish)
 
 
 TRAINER = JaxTrainer()

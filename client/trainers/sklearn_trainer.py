@@ -1,4 +1,8 @@
-"""Train natively in scikit-learn: an ``MLPClassifier`` mapped onto the definition's dense chain."""
+"""Train natively in scikit-learn: ``MLPClassifier``/``MLPRegressor`` mapped onto the dense chain.
+
+See :mod:`exchange.adapters.sklearn_mlp` for the map per task. Batches come from the shared loop
+(:mod:`client.trainers._loop`): one ``partial_fit`` per batch is one Adam step on that batch.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +14,16 @@ import sklearn
 from sklearn.exceptions import ConvergenceWarning
 
 from client.trainers import TrainConfig, TrainResult
-from exchange.adapters.sklearn_mlp import classifier_from_weights, weights_from_classifier
+from client.trainers._loop import objective, train_loop
+from exchange.adapters.sklearn_mlp import (
+    estimator_from_weights,
+    estimator_outputs,
+    reference_outputs,
+    weights_from_estimator,
+)
 from exchange.definition import Definition
 from exchange.errors import FlonnxError
-from exchange.parity import check_parity
+from exchange.task import Task
 
 __all__ = ["TRAINER", "SklearnTrainer", "UnsupportedTraining"]
 
@@ -22,13 +32,8 @@ class UnsupportedTraining(FlonnxError):
     """The server asked for a training objective this framework's trainer cannot implement."""
 
 
-def _softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)  # type: ignore[no-any-return]
-
-
 class SklearnTrainer:
-    """``MLPClassifier`` with Adam, one ``partial_fit`` per epoch."""
+    """``MLPClassifier``/``MLPRegressor`` with Adam, one ``partial_fit`` per batch."""
 
     name = "sklearn"
 
@@ -48,7 +53,7 @@ class SklearnTrainer:
 
         Raises:
             UnsupportedTraining: FedProx asked for a proximal term (``proximal-mu`` > 0), which
-                ``MLPClassifier.partial_fit`` cannot add to its loss; training without it would
+                ``partial_fit`` cannot add to its loss; training without it would
                 silently be FedAvg.
         """
         if config.proximal_mu > 0.0:
@@ -57,36 +62,39 @@ class SklearnTrainer:
                 f"{config.proximal_mu}): MLPClassifier has no hook for it, so this node refuses the "
                 "round instead of training plain FedAvg; use proximal-mu=0 or torch/jax nodes"
             )
-        clf, chain = classifier_from_weights(
+        goal = objective(definition, config)
+        estimator, mapping = estimator_from_weights(
             definition,
             weights,
+            goal.task,
             random_state=np.random.RandomState(config.seed),
             learning_rate_init=config.learning_rate,
             batch_size=config.batch_size,
             alpha=0.0,
         )
-        input_name, output_name = definition.input_names[0], definition.output_names[0]
+        input_name, output_name = definition.input_names[0], goal.output.name
 
         def run(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-            return {output_name: clf.predict_proba(inputs[input_name])}
+            return {output_name: estimator_outputs(mapping, estimator, inputs[input_name])}
 
-        def reference_probabilities(outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-            return outputs if chain.output_activation else {output_name: _softmax(outputs[output_name])}
+        def reference(outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            return {output_name: reference_outputs(mapping, outputs[output_name])}
 
-        parity = check_parity(
-            definition, weights, run, framework="sklearn", seed=config.seed,
-            transform_reference=reference_probabilities,
-        )
-        x = np.asarray(x, dtype=definition.specs[chain.layers[0].weight].dtype)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            for _ in range(config.local_epochs):
-                clf.partial_fit(x, y)
-        return TrainResult(
-            weights=weights_from_classifier(chain, definition, clf),
-            num_examples=len(y),
-            metrics={"train-loss": float(clf.loss_), "parity-max-abs": parity.max_abs},
-        )
+        xs = np.asarray(x, dtype=definition.specs[mapping.chain.layers[0].weight].dtype)
+        ys = goal.targets(y)
+        # MLPRegressor's loss_ is half the mean squared error; report the MSE as torch and jax do.
+        scale = 2.0 if goal.task is Task.REGRESSION else 1.0
+
+        def step(idx: np.ndarray) -> float:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                warnings.simplefilter("ignore", UserWarning)  # a last batch smaller than batch_size
+                estimator.partial_fit(xs[idx], ys[idx])
+            return scale * float(estimator.loss_)
+
+        return train_loop(definition, weights, config, framework="sklearn", num_examples=len(xs),
+                          run=run, step=step, transform_reference=reference,
+                          finish=lambda: weights_from_estimator(mapping, definition, estimator))
 
 
 TRAINER = SklearnTrainer()

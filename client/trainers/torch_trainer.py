@@ -13,22 +13,16 @@ import numpy as np
 import torch
 
 from client.trainers import TrainConfig, TrainResult
+from client.trainers._loop import objective, proximal_term, task_loss, torch_ops, train_loop
 from exchange.adapters.torch_native import load_weights, module_weights
 from exchange.definition import Definition
-from exchange.parity import check_parity
-from exchange.zoo import MODELS, build
+from exchange.zoo import build, model_spec
 
 __all__ = ["TRAINER", "TorchTrainer"]
 
 
-def proximal_term(module: torch.nn.Module, anchor: list[torch.Tensor], mu: float) -> torch.Tensor:
-    """FedProx's ``(mu / 2) * ||w - w_global||²`` over every parameter of ``module``."""
-    squared = sum(((p - a) ** 2).sum() for p, a in zip(module.parameters(), anchor, strict=True))
-    return (mu / 2.0) * squared  # type: ignore[return-value]
-
-
 class TorchTrainer:
-    """Adam on cross-entropy (plus FedProx's proximal term when ``proximal_mu > 0``), deterministic."""
+    """Adam on the task's loss (plus FedProx's proximal term when ``proximal_mu > 0``), deterministic."""
 
     name = "torch"
 
@@ -49,45 +43,43 @@ class TorchTrainer:
         torch.use_deterministic_algorithms(True)
         torch.set_num_threads(1)
         model_name = definition.metadata.get("flonnx.model")
-        if model_name not in MODELS:
+        if model_name is None or model_spec(model_name) is None:
             # Not a zoo model (e.g. exported by skl2onnx): train the ONNX graph itself.
             from client.trainers.torch_graph import train_graph
 
             return train_graph(definition, weights, x, y, config)
+        goal = objective(definition, config)
         module = build(model_name)
         load_weights(module, definition, weights)
-        module.eval()
         input_name, output_name = definition.input_names[0], definition.output_names[0]
 
         def run(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            module.eval()
             with torch.no_grad():
-                return {output_name: module(torch.from_numpy(inputs[input_name])).numpy()}
+                out = module(torch.from_numpy(inputs[input_name])).numpy()
+            module.train()
+            return {output_name: out}
 
-        parity = check_parity(definition, weights, run, framework="torch", seed=config.seed)
+        params = dict(module.named_parameters())
+        anchor = {k: p.detach().clone() for k, p in params.items()}  # the round's global weights
+        optimizer = torch.optim.Adam(params.values(), lr=config.learning_rate)
+        ops = torch_ops()
+        xs = torch.from_numpy(np.asarray(x, np.float32))
+        ys = torch.from_numpy(goal.targets(y))
+
+        def step(idx: np.ndarray) -> torch.Tensor:
+            batch = torch.from_numpy(idx)
+            optimizer.zero_grad()
+            loss = task_loss(ops, goal.output.kind, module(xs[batch]), ys[batch])
+            if config.proximal_mu > 0.0:
+                loss = loss + proximal_term(params, anchor, config.proximal_mu)
+            loss.backward()
+            optimizer.step()
+            return loss.detach()
+
         module.train()
-        anchor = [p.detach().clone() for p in module.parameters()]  # the round's global weights
-        optimizer = torch.optim.Adam(module.parameters(), lr=config.learning_rate)
-        loss_fn = torch.nn.CrossEntropyLoss()
-        xs, ys = torch.from_numpy(np.asarray(x)), torch.from_numpy(np.asarray(y, np.int64))
-        generator = torch.Generator().manual_seed(config.seed)
-        for _ in range(config.local_epochs):
-            total, batches = 0.0, 0  # the reported loss is the last epoch's mean, as sklearn's
-            order = torch.randperm(len(xs), generator=generator)
-            for start in range(0, len(xs), config.batch_size):
-                idx = order[start : start + config.batch_size]
-                optimizer.zero_grad()
-                loss = loss_fn(module(xs[idx]), ys[idx])
-                if config.proximal_mu > 0.0:
-                    loss = loss + proximal_term(module, anchor, config.proximal_mu)
-                loss.backward()
-                optimizer.step()
-                total, batches = total + loss.item(), batches + 1
-        module.eval()
-        return TrainResult(
-            weights=module_weights(module, definition),
-            num_examples=len(xs),
-            metrics={"train-loss": total / max(batches, 1), "parity-max-abs": parity.max_abs},
-        )
+        return train_loop(definition, weights, config, framework="torch", num_examples=len(xs),
+                          run=run, step=step, finish=lambda: module_weights(module, definition))
 
 
 TRAINER = TorchTrainer()

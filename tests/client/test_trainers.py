@@ -12,16 +12,27 @@ from exchange.definition import Definition
 from exchange.errors import ParityError
 from exchange.hashing import weights_id
 from exchange.ort import classification_metrics, run_model
-from simulations.data import client_partition, load_split
+from tests.digits import digits_holdout, digits_partition
 
 FRAMEWORKS = ["torch", "jax", "sklearn"]
 
 
+def digits_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """scikit-learn's digits scaled to [0, 1]: client 0 of 6 of an 80 % pool, and the other 20 %."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    x, y = (bunch.data / 16.0).astype(np.float32), bunch.target.astype(np.int64)
+    order = np.random.default_rng(0).permutation(len(y))
+    test, pool = order[: len(y) // 5], order[len(y) // 5 :]
+    part = np.sort(np.array_split(pool, 6)[0])
+    return x[part], y[part], x[test], y[test]
+
+
 @pytest.fixture(scope="module")
 def data():  # type: ignore[no-untyped-def]
-    split = load_split("digits")
-    x, y = client_partition(split, 0, 6)
-    return x, y, split.x_test, split.y_test
+    x, y = digits_partition(0, 6)
+    return (x, y, *digits_holdout())
 
 
 def _trainer(framework: str):  # type: ignore[no-untyped-def]

@@ -7,12 +7,12 @@ import pytest
 
 from client.trainers import TrainConfig
 from exchange.definition import Definition
-from simulations.data import client_partition, load_split
+from tests.digits import digits_partition
 
 
 @pytest.fixture(scope="module")
 def digits() -> tuple[np.ndarray, np.ndarray]:
-    return client_partition(load_split("digits", image=False), 0, 6)
+    return digits_partition(0, 6)
 
 
 def _distance(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> float:

@@ -1,0 +1,57 @@
+"""Small ONNX models for task tests, built with ``onnx.helper`` (no exporter needed)."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper
+
+from exchange.definition import Definition
+
+
+def gemm_mlp(
+    features: int,
+    hidden: int,
+    outputs: int,
+    *,
+    head: str | None = None,
+    flat: bool = False,
+    seed: int = 0,
+) -> tuple[Definition, dict[str, np.ndarray]]:
+    """``features -> hidden (ReLU) -> outputs`` as Gemm (``transB=1``, the torch layout).
+
+    ``head`` is an op after the last layer (``Softmax``, ``Sigmoid``); ``flat`` squeezes a one-unit
+    output to ``[batch]``.
+    """
+    rng = np.random.default_rng(seed)
+    inits = [
+        helper.make_tensor("l1.w", TensorProto.FLOAT, [hidden, features],
+                           (rng.standard_normal((hidden, features)) / np.sqrt(features)).ravel()),
+        helper.make_tensor("l1.b", TensorProto.FLOAT, [hidden], np.zeros(hidden)),
+        helper.make_tensor("l2.w", TensorProto.FLOAT, [outputs, hidden],
+                           (rng.standard_normal((outputs, hidden)) / np.sqrt(hidden)).ravel()),
+        helper.make_tensor("l2.b", TensorProto.FLOAT, [outputs], np.zeros(outputs)),
+    ]
+    names = ["z"] + (["p"] if head else []) + (["s"] if flat else [])
+    names[-1] = "y"
+    nodes = [
+        helper.make_node("Gemm", ["x", "l1.w", "l1.b"], ["h"], transB=1),
+        helper.make_node("Relu", ["h"], ["r"]),
+        helper.make_node("Gemm", ["r", "l2.w", "l2.b"], [names[0]], transB=1),
+    ]
+    if head is not None:
+        attrs = {"axis": 1} if head == "Softmax" else {}
+        nodes.append(helper.make_node(head, [names[0]], [names[1]], **attrs))
+    shape: list[str | int] = ["n", outputs]
+    if flat:
+        nodes.append(helper.make_node(
+            "Constant", [], ["axes"], value=helper.make_tensor("axes", TensorProto.INT64, [1], [1])))
+        nodes.append(helper.make_node("Squeeze", [names[-2], "axes"], ["y"]))
+        shape = ["n"]
+    graph = helper.make_graph(
+        nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", features])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, shape)], initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model, full_check=True)
+    return Definition.from_model(model)
