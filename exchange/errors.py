@@ -8,6 +8,7 @@ these without a traceback and exits non-zero.
 from __future__ import annotations
 
 __all__ = [
+    "DataError",
     "FlonnxError",
     "InvalidModel",
     "InvalidUpdate",
@@ -20,6 +21,13 @@ __all__ = [
 
 class FlonnxError(Exception):
     """Base class of every error flonnx raises on purpose."""
+
+
+class DataError(FlonnxError):
+    """A data file or data set cannot be used: unreadable, malformed, or refused by its schema.
+
+    Messages name the file, the row and the column, never the value of a cell: rows stay on the node.
+    """
 
 
 class InvalidModel(FlonnxError):
