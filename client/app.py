@@ -1,11 +1,22 @@
 """The flonnx ``ClientApp`` (``[tool.flwr.app.components] clientapp = "client.app:app"``).
 
-Node config keys: ``client-id`` (stable key; default ``partition-<id>``), ``framework`` (default: the
-scenario's mix by partition), ``partition-id``/``num-partitions`` (set by the simulation engine).
+Node config keys (a hospital's SuperNode: ``--node-config 'data="/data/a.csv" label="y" ...'``):
+
+- ``client-id``: stable key for sampling and lineage (default ``partition-<id>`` in simulation);
+- ``framework``: ``torch``, ``jax`` or ``sklearn`` (in simulation: the spec's seeded assignment);
+- ``data`` and optionally ``label``, ``features``, ``categorical``, ``classes``, ``missing``,
+  ``min-rows``: the node's own data file (CSV, Parquet or NPZ);
+- ``fault``: ``raise`` or ``nan`` (demo and tests of failure handling only);
+- in simulation Flower sets ``partition-id``/``num-partitions``, and the node's data is that
+  partition of the spec's dataset (:mod:`exchange.sources`).
+
+A node whose data is unusable still answers: with a one-line refusal (never a cell's value), at the
+handshake and in every round it is sampled, and the server records it in the lineage.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,36 +25,100 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricR
 from flwr.clientapp import ClientApp
 
 from client.mods import dp_clipping_mod
-from client.trainers import TrainConfig, get_trainer
+from client.trainers import TrainConfig, Trainer, get_trainer
 from exchange import wire
 from exchange.definition import Definition
-from exchange.errors import InvalidUpdate, ParityError
+from exchange.errors import DataError, FlonnxError, InvalidUpdate, ParityError
 from exchange.hashing import canonical_json, weights_id
 from exchange.lineage import environment
-from simulations.data import client_partition, load_split
-from simulations.scenarios import framework_for, get_scenario
+from exchange.preprocess import METADATA_KEY, Preprocessing, local_stats
+from exchange.seeds import derive_seed
+from exchange.sources import node_source
+from exchange.spec import FederationSpec, assign_frameworks, spec_from_run_config
 
-__all__ = ["app"]
-
-app = ClientApp()
+__all__ = ["app", "make_client_app", "prepare_data"]
 
 
-def _identity(node_config: Mapping[str, Any], frameworks: str) -> tuple[str, str]:
-    """(client key, framework) from node config, falling back to the scenario's mix."""
+class _Refusal(FlonnxError):
+    """This node declines the round; the reason goes to the server's lineage."""
+
+
+def _spec(context: Context, spec: FederationSpec | None) -> FederationSpec | None:
+    if spec is not None:
+        return spec
+    if "partition-id" not in context.node_config:
+        return None  # a real node: its data and framework come from node config only
+    return spec_from_run_config(dict(context.run_config))
+
+
+def _identity(node_config: Mapping[str, Any], spec: FederationSpec | None) -> tuple[str, str]:
+    """(client key, framework) from node config; in simulation, the spec's assignment."""
     partition = node_config.get("partition-id")
     key = str(node_config.get("client-id") or f"partition-{partition}")
     framework = node_config.get("framework")
     if not framework:
-        framework = framework_for(
-            frameworks.split(","), int(partition), int(node_config["num-partitions"])  # type: ignore[arg-type]
-        )
+        if spec is None or partition is None:
+            raise _Refusal("node config names no framework: set framework=\"torch\", \"jax\" or "
+                           "\"sklearn\"")
+        framework = assign_frameworks(spec, int(node_config["num-partitions"]))[int(partition)]
     return key, str(framework)
 
 
-def _local_data(node_config: Mapping[str, Any], scenario_name: str) -> tuple[np.ndarray, np.ndarray]:
-    scenario = get_scenario(scenario_name)
-    split = load_split(scenario.dataset, image=scenario.image_input)
-    return client_partition(split, int(node_config["partition-id"]), int(node_config["num-partitions"]))
+def _trainer(node_config: Mapping[str, Any], spec: FederationSpec | None, framework: str) -> Trainer:
+    fault = node_config.get("fault")
+    if fault is None and spec is not None and "partition-id" in node_config:
+        fault = dict(spec.faults).get(int(node_config["partition-id"]))
+    trainer = get_trainer(framework)
+    if fault:
+        from client.faults import faulty
+
+        return faulty(trainer, str(fault))
+    return trainer
+
+
+_RUNNABLE: set[str] = set()
+
+
+def _runnable(definition: Definition) -> None:
+    """Refuse a received definition ONNX Runtime cannot run (never convert it here)."""
+    if definition.id not in _RUNNABLE:
+        from exchange.upgrade import refuse_old_opset
+
+        refuse_old_opset(definition)
+        _RUNNABLE.add(definition.id)
+
+
+def _input_dims(definition: Definition) -> tuple[int, ...]:
+    value = next(v for v in definition.proto.graph.input if v.name == definition.input_names[0])
+    return tuple(d.dim_value for d in value.type.tensor_type.shape.dim[1:])
+
+
+def prepare_data(
+    definition: Definition, task: str, x: np.ndarray, y: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The node's rows as the model takes them: preprocessed, reshaped, labels checked."""
+    if METADATA_KEY in definition.metadata:
+        pre = Preprocessing.from_json(definition.metadata[METADATA_KEY])
+        x = pre.apply(x)
+        if task == "regression":
+            y = pre.apply_target(y)
+    elif np.isnan(x).any():
+        raise DataError("the data has missing values and the federation has no imputation")
+    dims = _input_dims(definition)
+    expected = math.prod(dims) if dims and all(d > 0 for d in dims) else None
+    if expected is not None and x.shape[1] != expected:
+        raise DataError(f"the data has {x.shape[1]} features but the model expects {expected}")
+    if expected is not None:
+        x = x.reshape((len(x), *dims))
+    if task != "regression":
+        from exchange.task import task_output
+
+        classes = 2 if task == "binary" else task_output(definition, task).width  # type: ignore[attr-defined]
+        bad = np.flatnonzero((y < 0) | (y >= classes))
+        if bad.size:
+            raise DataError(f"label column: {bad.size} label(s) outside the model's {classes} classes "
+                            f"0..{classes - 1} (first at row {int(bad[0]) + 1})")
+    return np.ascontiguousarray(x, np.float32), y
 
 
 def _finite(value: float) -> float:
@@ -51,62 +126,94 @@ def _finite(value: float) -> float:
     return value if np.isfinite(value) else float(np.finfo(np.float64).max)
 
 
-@app.query()
-def hello(msg: Message, context: Context) -> Message:
-    """Handshake: who this node is and what it trains with."""
-    request = msg.content[wire.HELLO]
-    key, framework = _identity(context.node_config, str(request[wire.LINEAGE_FRAMEWORKS]))
-    _, y = _local_data(context.node_config, str(request[wire.LINEAGE_SCENARIO]))
-    trainer = get_trainer(framework)
-    reply = ConfigRecord({
-        wire.REPLY_CLIENT: key, wire.REPLY_FRAMEWORK: framework,
-        wire.REPLY_FRAMEWORK_VERSION: trainer.version(), wire.REPLY_NUM_EXAMPLES: len(y),
-    })
-    return Message(RecordDict({wire.HELLO: reply}), reply_to=msg)
-
-
-@app.train(mods=[dp_clipping_mod])  # per handler: on the ClientApp it would also catch queries
-def train(msg: Message, context: Context) -> Message:
-    """Verify the definition and weights ids, train in this node's framework, reply with lineage."""
-    lineage = msg.content[wire.LINEAGE]
-    definition = Definition.from_bytes(bytes(lineage[wire.LINEAGE_DEFINITION]))  # type: ignore[arg-type]
-    if definition.id != lineage[wire.LINEAGE_DEFINITION_ID]:
-        raise InvalidUpdate(
-            f"received definition hashes to {definition.id[:12]}, the server announced "
-            f"{str(lineage[wire.LINEAGE_DEFINITION_ID])[:12]}"
-        )
-    weights = {name: array.numpy() for name, array in msg.content.array_records[wire.ARRAYS].items()}
-    definition.validate(weights, source="global weights from the server")
-    if weights_id(weights) != lineage[wire.LINEAGE_WEIGHTS_ID]:
-        raise InvalidUpdate("received weights do not hash to the announced weights id")
-    key, framework = _identity(context.node_config, str(lineage[wire.LINEAGE_FRAMEWORKS]))
-    x, y = _local_data(context.node_config, str(lineage[wire.LINEAGE_SCENARIO]))
-    seed = int(str(lineage[wire.LINEAGE_SEED]))
-    trainer = get_trainer(framework)
-    try:
-        result = trainer.train(
-            definition, weights, x, y, TrainConfig.from_config(dict(msg.content[wire.CONFIG]), seed)
-        )
-    except ParityError as exc:
-        # The parity gate: never train a graph this framework does not compute like ONNX Runtime.
-        refusal = RecordDict({
-            wire.REFUSAL: ConfigRecord({wire.REFUSAL_REASON: str(exc)}),
-            wire.METRICS: MetricRecord({"parity-max-abs": _finite(exc.max_abs),
-                                        "parity-max-rel": _finite(exc.max_rel)}),
-        })
-        return Message(refusal, reply_to=msg)
-    # Structure only: values are judged by the server, which records a rejected update with its
-    # reason (a diverged client's NaNs are a finding for the lineage, not a crash here).
-    definition.validate(result.weights, source=f"{framework} trainer output", finite=False)
-    reply_lineage = ConfigRecord({
-        wire.REPLY_BASE_VERSION: str(lineage[wire.LINEAGE_VERSION]), wire.REPLY_CLIENT: key,
-        wire.REPLY_FRAMEWORK: framework, wire.REPLY_FRAMEWORK_VERSION: trainer.version(),
-        wire.REPLY_WEIGHTS_ID: weights_id(result.weights), wire.REPLY_SEED: seed,
-        wire.REPLY_ENVIRONMENT: canonical_json(environment()).decode("utf-8"),
-    })
-    metrics = MetricRecord({wire.REPLY_NUM_EXAMPLES: result.num_examples, **result.metrics})
-    content = RecordDict({
-        wire.ARRAYS: ArrayRecord({k: Array(np.ascontiguousarray(v)) for k, v in result.weights.items()}),
-        wire.METRICS: metrics, wire.LINEAGE: reply_lineage,
-    })
+def _refuse(msg: Message, reason: str, metrics: Mapping[str, float] | None = None) -> Message:
+    content = RecordDict({wire.REFUSAL: ConfigRecord({wire.REFUSAL_REASON: reason[:2000]})})
+    if metrics:
+        content[wire.METRICS] = MetricRecord({k: _finite(v) for k, v in metrics.items()})
     return Message(content, reply_to=msg)
+
+
+def make_client_app(spec: FederationSpec | None = None) -> ClientApp:
+    """A ClientApp; ``spec`` (in-process simulation) replaces the one named in run config."""
+    client_app = ClientApp()
+
+    @client_app.query()
+    def hello(msg: Message, context: Context) -> Message:
+        """Handshake: who this node is, what it trains with, its data's statistics (or why not)."""
+        request = msg.content[wire.HELLO]
+        task = str(request[wire.HELLO_TASK])
+        try:
+            run_spec = _spec(context, spec)
+            key, framework = _identity(context.node_config, run_spec)
+            trainer = _trainer(context.node_config, run_spec, framework)
+            x, y = node_source(context.node_config, run_spec, task).load()
+        except FlonnxError as exc:
+            key = str(context.node_config.get("client-id")
+                      or f"partition-{context.node_config.get('partition-id')}")
+            reply = ConfigRecord({wire.REPLY_CLIENT: key, wire.REFUSAL_REASON: str(exc)[:2000],
+                                  wire.REPLY_FRAMEWORK: str(context.node_config.get("framework", ""))})
+            return Message(RecordDict({wire.HELLO: reply}), reply_to=msg)
+        content = RecordDict({wire.HELLO: ConfigRecord({
+            wire.REPLY_CLIENT: key, wire.REPLY_FRAMEWORK: framework,
+            wire.REPLY_FRAMEWORK_VERSION: trainer.version(), wire.REPLY_NUM_EXAMPLES: len(y),
+            wire.REPLY_NUM_FEATURES: int(x.shape[1]),
+        })})
+        if bool(request.get(wire.HELLO_STATS, False)):
+            stats = local_stats(x, y if task == "regression" else None)
+            content[wire.STATS] = ArrayRecord({k: Array(v) for k, v in stats.arrays().items()})
+        return Message(content, reply_to=msg)
+
+    @client_app.train(mods=[dp_clipping_mod])  # per handler: on the ClientApp it would also catch queries
+    def train(msg: Message, context: Context) -> Message:
+        """Verify the definition and weights ids, train in this node's framework, reply with lineage."""
+        lineage = msg.content[wire.LINEAGE]
+        definition = Definition.from_bytes(bytes(lineage[wire.LINEAGE_DEFINITION]))  # type: ignore[arg-type]
+        if definition.id != lineage[wire.LINEAGE_DEFINITION_ID]:
+            raise InvalidUpdate(
+                f"received definition hashes to {definition.id[:12]}, the server announced "
+                f"{str(lineage[wire.LINEAGE_DEFINITION_ID])[:12]}"
+            )
+        _runnable(definition)
+        weights = {name: array.numpy() for name, array in msg.content.array_records[wire.ARRAYS].items()}
+        definition.validate(weights, source="global weights from the server")
+        if weights_id(weights) != lineage[wire.LINEAGE_WEIGHTS_ID]:
+            raise InvalidUpdate("received weights do not hash to the announced weights id")
+        config = TrainConfig.from_config(dict(msg.content[wire.CONFIG]),
+                                         int(str(lineage[wire.LINEAGE_SEED])))
+        task = str(msg.content[wire.CONFIG].get(wire.CONFIG_TASK, "classification"))
+        run_spec = _spec(context, spec)
+        try:
+            key, framework = _identity(context.node_config, run_spec)
+            if run_spec is not None and run_spec.dropout > 0 and "partition-id" in context.node_config:
+                draw = np.random.default_rng(derive_seed(config.seed, "dropout")).random()
+                if draw < run_spec.dropout:
+                    raise _Refusal(f"dropped out (simulated device dropout, p={run_spec.dropout})")
+            trainer = _trainer(context.node_config, run_spec, framework)
+            x, y = node_source(context.node_config, run_spec, task).load()
+            x, y = prepare_data(definition, task, x, y)
+            result = trainer.train(definition, weights, x, y, config)
+        except ParityError as exc:
+            # The parity gate: never train a graph this framework does not compute like ONNX Runtime.
+            return _refuse(msg, str(exc), {"parity-max-abs": exc.max_abs, "parity-max-rel": exc.max_rel})
+        except FlonnxError as exc:
+            return _refuse(msg, str(exc))
+        # Structure only: values are judged by the server, which records a rejected update with its
+        # reason (a diverged client's NaNs are a finding for the lineage, not a crash here).
+        definition.validate(result.weights, source=f"{framework} trainer output", finite=False)
+        reply_lineage = ConfigRecord({
+            wire.REPLY_BASE_VERSION: str(lineage[wire.LINEAGE_VERSION]), wire.REPLY_CLIENT: key,
+            wire.REPLY_FRAMEWORK: framework, wire.REPLY_FRAMEWORK_VERSION: trainer.version(),
+            wire.REPLY_WEIGHTS_ID: weights_id(result.weights), wire.REPLY_SEED: config.seed,
+            wire.REPLY_ENVIRONMENT: canonical_json(environment()).decode("utf-8"),
+        })
+        metrics = MetricRecord({wire.REPLY_NUM_EXAMPLES: result.num_examples, **result.metrics})
+        content = RecordDict({
+            wire.ARRAYS: ArrayRecord({k: Array(np.ascontiguousarray(v)) for k, v in result.weights.items()}),
+            wire.METRICS: metrics, wire.LINEAGE: reply_lineage,
+        })
+        return Message(content, reply_to=msg)
+
+    return client_app
+
+
+app = make_client_app()

@@ -426,7 +426,23 @@ class Registry:
                 if head not in all_ids:
                     problems.append(f"run {run_id} round {rnd}: head {head[:12]} is not recorded")
         checked += self._verify_states(run_id, problems)
+        checked += self._verify_specs(run_id, problems)
         return checked, problems
+
+    def _verify_specs(self, run_id: str | None, problems: list[str]) -> int:
+        """Re-hash every run's recorded canonical spec against its recorded spec id."""
+        checked = 0
+        for info in self.runs():
+            if run_id is not None and info.run_id != run_id:
+                continue
+            if "spec_canonical" not in info.config:
+                continue
+            checked += 1
+            actual = sha256_hex(canonical_json(info.config["spec_canonical"]))
+            if actual != info.config.get("spec_id"):
+                problems.append(f"run {info.run_id}: recorded spec re-hashes to {actual[:12]}, "
+                                f"not its spec id {str(info.config.get('spec_id'))[:12]}")
+        return checked
 
     def _verify_states(self, run_id: str | None, problems: list[str]) -> int:
         """Re-hash every saved strategy state (and its arrays) of one run or all runs."""

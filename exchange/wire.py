@@ -26,12 +26,16 @@ LINEAGE_DEFINITION_ID = "definition-id"
 LINEAGE_WEIGHTS_ID = "weights-id"
 LINEAGE_DEFINITION = "definition"  # canonical stripped ONNX bytes
 LINEAGE_SEED = "seed"
-LINEAGE_SCENARIO = "scenario"
-LINEAGE_FRAMEWORKS = "frameworks"  # comma-separated mix, indexed by partition (simulation)
+
+# server -> client, in the handshake (``flonnx.hello``)
+HELLO_TASK = "task"
+HELLO_STATS = "stats"  # true: reply with feature statistics (``flonnx.stats`` ArrayRecord)
+STATS = "flonnx.stats"  # client -> server: count/sum/squares per feature, target moments
 
 # server -> client, in the ``config`` record: client-side DP clipping the node must apply
 # ("fixed" or "adaptive"; absent = none). Flower's own clipping norm key rides along.
 CONFIG_DP_CLIPPING = "flonnx.dp-clipping"
+CONFIG_TASK = "task"  # the federation's task, read by every trainer
 
 # client -> server
 REPLY_BASE_VERSION = "base-version"
@@ -42,5 +46,7 @@ REPLY_WEIGHTS_ID = "weights-id"
 REPLY_SEED = "seed"
 REPLY_ENVIRONMENT = "environment"  # canonical JSON of exchange.lineage.environment()
 REPLY_NUM_EXAMPLES = "num-examples"
+REPLY_NUM_FEATURES = "num-features"
+# a node that cannot serve (bad data, unknown framework) answers the handshake with a refusal
 
 __all__ = [name for name in dir() if name.isupper()]

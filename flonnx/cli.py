@@ -48,51 +48,109 @@ def _open(registry: Path) -> Any:
     return Registry(registry, create=False)
 
 
+Opt = typer.Option
+
+
 @app.command()
 @_friendly
 def simulate(
-    scenario: Annotated[str, typer.Argument(help="Scenario name.")] = "digits-mixed",
-    rounds: Annotated[int | None, typer.Option(help="Number of rounds (default: the scenario's).")] = None,
-    seed: Annotated[int, typer.Option(help="Run seed.")] = 0,
+    spec: Annotated[str | None, typer.Argument(
+        help="A preset name (flonnx scenarios) or a spec file (.toml); default digits-mixed, or "
+             "nothing when --model is given.")] = None,
+    data: Annotated[str | None, Opt(help="Data: a built-in dataset or a CSV/Parquet/NPZ file.")] = None,
+    label: Annotated[str | None, Opt(help="Label column of the data.")] = None,
+    model: Annotated[str | None, Opt(help="Zoo name, .onnx file or module:callable.")] = None,
+    task: Annotated[str | None, Opt(help="classification, binary or regression.")] = None,
+    clients: Annotated[int | None, Opt(help="Number of simulated clients.")] = None,
+    frameworks: Annotated[str | None, Opt(help="Framework counts, e.g. torch:2,jax:2,sklearn:2.")] = None,
+    partition: Annotated[str | None, Opt(
+        help="iid, dirichlet:ALPHA, shards:K or column:NAME.")] = None,
+    fraction_train: Annotated[float | None, Opt(help="Share of clients sampled per round.")] = None,
+    rounds: Annotated[int | None, Opt(help="Number of rounds (default: the spec's).")] = None,
+    seed: Annotated[int | None, Opt(help="Run seed (default: the spec's).")] = None,
     registry: RegistryOpt = Path("runs"),
-    strategy: Annotated[list[str] | None, typer.Option(
+    strategy: Annotated[list[str] | None, Opt(
         help="Strategy name or module:Class; repeat to run one registry run per strategy.")] = None,
-    strategy_config: Annotated[list[str] | None, typer.Option(
+    strategy_config: Annotated[list[str] | None, Opt(
         "--strategy-config",
         help="Strategy parameter key=value, or NAME.key=value for one strategy (repeatable).")] = None,
-    min_train_nodes: Annotated[int | None, typer.Option(
-        help="Fewest valid updates a round needs (default 2).")] = None,
-    verbose: Annotated[bool, typer.Option(help="Show Flower's and Ray's logs.")] = False,
+    min_train_nodes: Annotated[int | None, Opt(help="Fewest valid updates a round needs.")] = None,
+    standardize: Annotated[bool | None, Opt(
+        "--standardize/--no-standardize", help="Federated feature standardisation (spec default).")
+    ] = None,
+    verbose: Annotated[bool, Opt(help="Show Flower's and Ray's logs.")] = False,
 ) -> None:
-    """Run a scenario on Flower's Simulation Engine and record every version."""
+    """Run a federation spec on Flower's Simulation Engine and record every version."""
+    from exchange.spec import load_spec, parse_spec
+    from simulations.runner import plan
     from simulations.runner import simulate as run
-    from simulations.scenarios import get_scenario
 
-    spec = get_scenario(scenario)
     if rounds is not None and rounds < 1:
         raise FlonnxError(f"--rounds must be at least 1, got {rounds}")
-    overrides: dict[str, Any] = {"seed": seed, "registry": str(registry)}
-    if rounds is not None:
-        overrides["num-server-rounds"] = rounds
-    if strategy:
-        overrides["strategy"] = " ".join(strategy)
-    if strategy_config:
-        overrides["strategy-config"] = " ".join(strategy_config)
-    if min_train_nodes is not None:
-        overrides["min-train-nodes"] = min_train_nodes
+    overrides = {
+        "data.source": data, "data.label": label, "model": model, "task": task, "clients": clients,
+        "frameworks": frameworks, "data.partition": partition, "fraction-train": fraction_train,
+        "rounds": rounds, "seed": seed, "min-train-nodes": min_train_nodes,
+        "standardize": standardize,
+        "strategy": " ".join(strategy) if strategy else None,
+        "strategy-config": " ".join(strategy_config) if strategy_config else None,
+    }
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if spec is None and model is not None:
+        fed = parse_spec({k: v for k, v in overrides.items() if not k.startswith("data.")} | (
+            {"data": {k[5:]: v for k, v in overrides.items() if k.startswith("data.")}}
+            if data else {}), source="command line")
+    else:
+        fed = load_spec(spec or "digits-mixed", overrides)
     from server.app import run_plan
 
-    run_plan({"scenario": scenario, **overrides})  # fail before Ray starts
-    console.print(f"[dim]{spec.description}; starting Flower's simulation engine…[/]")
-    run_ids = run(scenario, overrides=overrides, verbose=verbose)
+    run_plan({"registry": str(registry)}, fed)  # fail before Ray starts
+    simulation = plan(fed)
+    _print_plan(fed, simulation)
+    console.print("[dim]starting Flower's simulation engine…[/]")
+    run_ids = run(fed, overrides={"registry": str(registry)}, verbose=verbose, simulation=simulation)
     if len(run_ids) > 1:
         console.print(f"runs: {' '.join(run_ids)}")
+
+
+def _print_plan(spec: Any, simulation: dict[str, Any]) -> None:
+    from rich.markup import escape
+
+    console.print(f"[bold]{escape(spec.name)}[/]: {escape(spec.description or spec.model)}",
+                  soft_wrap=True)
+    table = Table(title="partitions")
+    for column in ("client", "framework", "rows", "labels"):
+        table.add_column(column)
+    for c in simulation["clients"][:20]:
+        labels = c.get("labels") or c.get("histogram") or {
+            k: v for k, v in c.items() if k in ("mean", "std")}
+        text = " ".join(f"{k}:{v if isinstance(v, int) else f'{v:.3g}'}"
+                        for k, v in dict(labels).items()) if isinstance(labels, dict) else str(labels)
+        table.add_row(c["client"], c["framework"] + (f" (fault={c['fault']})" if "fault" in c else ""),
+                      str(c.get("rows", "")), escape(text))
+    if len(simulation["clients"]) > 20:
+        table.add_row("…", f"{len(simulation['clients']) - 20} more", "", "")
+    console.print(table)
+
+
+@app.command()
+@_friendly
+def scenarios() -> None:
+    """List the built-in federation presets (spec files in simulations/specs/)."""
+    from exchange.spec import BUILTIN_SPEC_DIR, builtin_specs
+
+    table = Table(title=f"presets in {BUILTIN_SPEC_DIR}")
+    table.add_column("name")
+    table.add_column("description")
+    for name, description in builtin_specs().items():
+        table.add_row(name, description)
+    console.print(table)
 
 
 @app.command()
 @_friendly
 def resume(
-    runs: Annotated[list[str], typer.Argument(help="Run id(s) or unique prefixes, same scenario.")],
+    runs: Annotated[list[str], typer.Argument(help="Run id(s) or unique prefixes, same spec.")],
     rounds: Annotated[int | None, typer.Option(
         help="New total number of rounds (default: the run's planned total).")] = None,
     registry: RegistryOpt = Path("runs"),
@@ -100,14 +158,16 @@ def resume(
 ) -> None:
     """Continue stopped or failed runs from their last committed round, strategy state included."""
     from server.app import run_plan
+    from server.settings import Settings
     from simulations.runner import simulate as run
 
     reg = _open(registry)
     run_ids = [reg.resolve_run(r) for r in runs]
-    scenarios = {reg.run(r).scenario for r in run_ids}
+    stored = [Settings.from_json(reg.run(r).config) for r in run_ids]
     reg.close()
-    if len(scenarios) != 1:
-        raise FlonnxError(f"runs resumed together must share a scenario, got {sorted(scenarios)}")
+    specs = {s.spec.for_strategy("", {}).id for s in stored}
+    if len(specs) != 1:
+        raise FlonnxError("runs resumed together must share a spec (apart from the strategy)")
     overrides: dict[str, Any] = {"registry": str(registry), "resume": " ".join(run_ids)}
     if rounds is not None:
         overrides["num-server-rounds"] = rounds
@@ -120,8 +180,7 @@ def resume(
                     f"run {plan.resume} already has {done} of {plan.rounds} rounds; pass --rounds N "
                     f"with N > {done}"
                 )
-    (scenario,) = scenarios
-    run(scenario, overrides={**overrides, "scenario": scenario}, verbose=verbose)
+    run(stored[0].spec, overrides=overrides, verbose=verbose)
 
 
 @app.command()
@@ -134,7 +193,7 @@ def runs(registry: RegistryOpt = Path("runs"),
         print(json.dumps([i.__dict__ for i in infos], indent=2))
         return
     table = Table()
-    for column in ("run", "created", "scenario", "seed", "status", "rounds", "head"):
+    for column in ("run", "created", "spec", "seed", "status", "rounds", "head"):
         table.add_column(column)
     for i in infos:
         table.add_row(i.run_id, i.created_at, i.scenario, str(i.seed), i.status,
@@ -248,7 +307,18 @@ def check(
     as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
     seed: Annotated[int, typer.Option(help="Seed of the random probe inputs.")] = 0,
 ) -> None:
-    """Validate an ONNX file and tell which installed framework can train it, with parity."""
+    """Validate an ONNX file and tell which installed framework can train it, with parity.
+
+    A file whose opset is too old for ONNX Runtime is upgraded (onnx.version_converter), checked against
+    onnx.reference on the original, and the table is computed on the upgraded model. Exits 1 when the
+    file is invalid, ONNX Runtime cannot run it even after an upgrade, or no installed framework could
+    be checked.
+
+    --json adds to the report: "conversion" (null, or from_opset, to_opset, checked_with, max_abs_diff,
+    max_rel_diff, reason, probe_batch, probe_seed), "runnable" (ONNX Runtime ran the checked model) and
+    "has_verdict" (false exactly when the exit code is 1). "definition_id", "opsets" and "parameters"
+    describe the upgraded model when there was a conversion.
+    """
     from exchange.check import check_model
 
     report = check_model(model, seed=seed)
@@ -259,10 +329,16 @@ def check(
         console.print(f"{model}: {status}", soft_wrap=True)
         for problem in report.problems:
             console.print(f"  [red]problem:[/] {problem}", soft_wrap=True)
+        if report.conversion:
+            c = report.conversion
+            console.print(f"  [yellow]upgraded[/] from opset {c['from_opset']} to {c['to_opset']} "
+                          f"({c['reason']}); parity with {c['checked_with']} max |diff| "
+                          f"{c['max_abs_diff']:.2g}", soft_wrap=True)
         if report.valid:
             console.print(f"  definition {report.definition_id[:12]} · opsets {report.opsets} · "
                           f"inputs {report.inputs} · outputs {report.outputs} · "
                           f"{report.parameters} parameters", soft_wrap=True)
+        if report.frameworks:
             table = Table()
             for column in ("framework", "installed", "trains it", "parity max abs / rel", "notes"):
                 table.add_column(column)
@@ -273,9 +349,11 @@ def check(
                 table.add_row(fw.framework, "yes" if fw.installed else "no",
                               "yes" if fw.trainable else "no", parity, notes or fw.how)
             console.print(table)
-    if not report.valid:
+        if report.valid and not report.has_verdict:
+            console.print("  [red]no verdict:[/] flonnx cannot say which framework can train this file",
+                          soft_wrap=True)
+    if not report.has_verdict:
         raise typer.Exit(1)
-
 
 def main() -> None:
     """Entry point of the ``flonnx`` command."""

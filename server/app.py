@@ -17,6 +17,7 @@ from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
 from exchange.registry import Registry
+from exchange.spec import FederationSpec
 from server.federation import Federation
 from server.progress import Reporter
 from server.settings import Settings, plan_runs
@@ -31,17 +32,21 @@ def resumed_settings(requested: Settings, config: Mapping[str, Any]) -> Settings
     with Registry(requested.registry, create=False) as registry:
         stored = Settings.from_json(registry.run(requested.resume).config)
     rounds = requested.rounds if "num-server-rounds" in config else stored.rounds
-    return replace(stored, registry=requested.registry, resume=requested.resume, rounds=rounds)
+    resumed = replace(stored.with_rounds(rounds), registry=requested.registry, resume=requested.resume)
+    if "min-train-nodes" in config:  # e.g. continue a failed run with fewer required updates
+        resumed = replace(resumed, spec=replace(resumed.spec, min_train_nodes=int(config["min-train-nodes"])))
+    return resumed
 
 
-def run_plan(config: Mapping[str, Any]) -> list[Settings]:
+def run_plan(config: Mapping[str, Any], spec: FederationSpec | None = None) -> list[Settings]:
     """The runs a run config asks for, each validated (strategy built) before any round starts."""
-    requested = Settings.from_run_config(config)
-    if requested.resume:
+    if config.get("resume"):
+        requested = Settings.from_run_config({k: v for k, v in config.items() if k in (
+            "registry", "resume", "num-server-rounds", "min-train-nodes")})
         plans = [resumed_settings(replace(requested, resume=run_id), config)
                  for run_id in requested.resume.replace(",", " ").split()]
     else:
-        plans = plan_runs(config)
+        plans = plan_runs(config, spec)
     from server.strategies import build_strategy
 
     for settings in plans:
@@ -53,8 +58,11 @@ def make_server_app(
     overrides: Mapping[str, Any] | None = None,
     reporter: Reporter | None = None,
     result: dict[str, Any] | None = None,
+    spec: FederationSpec | None = None,
 ) -> ServerApp:
     """A ServerApp whose run config is Flower's merged with ``overrides``.
+
+    ``spec`` (in-process callers) replaces the spec that run config names.
 
     ``result`` (if given) receives ``run_ids`` (in plan order, as soon as each run is registered) and
     ``errors`` (run id or strategy -> exception) for in-process callers such as ``flonnx simulate``.
@@ -69,7 +77,7 @@ def make_server_app(
         out.setdefault("run_ids", [])
         out.setdefault("errors", {})
         try:
-            plans = run_plan({**dict(context.run_config), **dict(overrides or {})})
+            plans = run_plan({**dict(context.run_config), **dict(overrides or {})}, spec)
         except BaseException as exc:
             out["errors"]["config"] = exc
             raise
@@ -78,6 +86,7 @@ def make_server_app(
             before = len(out["run_ids"])
             try:
                 federation = Federation(grid, settings, reporter)
+                federation.run_notes = {"simulation": out["simulation"]} if "simulation" in out else {}
                 federation.on_run_created = out["run_ids"].append
                 federation.run()
             except Exception as exc:  # noqa: BLE001 - recorded, the next strategy still runs

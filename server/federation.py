@@ -14,11 +14,13 @@ round, with the strategy state restored from the registry.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import onnx
 from flwr.app import ConfigRecord, Message, MessageType, RecordDict
 from flwr.serverapp import Grid
 
@@ -26,9 +28,12 @@ from exchange import wire
 from exchange.definition import Definition
 from exchange.errors import FlonnxError
 from exchange.lineage import VersionKind, VersionRecord, environment
-from exchange.ort import classification_metrics
+from exchange.models import StartingModel, load_starting_model, with_metadata
+from exchange.ort import evaluate_model
+from exchange.preprocess import METADATA_KEY, LocalStats, Preprocessing, combine_stats, wrap_model
 from exchange.registry import Registry
 from exchange.seeds import derive_seed
+from exchange.sources import evaluation_source
 from server.aggregation import AggregationInput, aggregate_round, configure_round
 from server.progress import ConsoleReporter, Reporter, RoundSummary
 from server.replies import ClientInfo, Rejection, Update, check_reply
@@ -36,8 +41,6 @@ from server.sampling import sample_clients
 from server.settings import Settings
 from server.strategies import DP_CLIPPING_MODE, build_strategy
 from server.strategy_state import capture_state, restore_state
-from simulations.data import load_split
-from simulations.scenarios import Scenario, get_scenario
 
 __all__ = ["Federation", "RoundFailed", "initial_model"]
 
@@ -46,17 +49,18 @@ class RoundFailed(FlonnxError):
     """A round could not be aggregated; nothing of it was committed and the run can be resumed."""
 
 
-def initial_model(scenario: Scenario, seed: int) -> tuple[Definition, dict[str, np.ndarray]]:
-    """The scenario's starting definition and weights (seeded PyTorch init, exported to ONNX)."""
-    import torch
-
-    from exchange.adapters.torch_native import export_module
-    from exchange.zoo import MODELS, build
-
-    torch.manual_seed(derive_seed(seed, "init"))
-    module = build(scenario.model)
-    example = torch.zeros((2, *MODELS[scenario.model].input_shape))
-    return export_module(module, example, metadata={"flonnx.model": scenario.model})
+def initial_model(
+    settings: Settings, preprocessing: Preprocessing | None = None, start: StartingModel | None = None
+) -> tuple[Definition, dict[str, np.ndarray], dict[str, Any]]:
+    """The spec's starting definition and weights (preprocessing in its metadata), and its origin."""
+    spec = settings.spec
+    if start is None:
+        start = load_starting_model(spec.model, seed=spec.seed, input_shape=spec.input_shape)
+    metadata = {"flonnx.task": spec.task}
+    if preprocessing is not None:
+        metadata[METADATA_KEY] = preprocessing.to_json()
+    definition, weights = with_metadata(start.model, metadata)
+    return definition, weights, start.origin
 
 
 @dataclass
@@ -68,45 +72,59 @@ class _Head:
 
 
 class Federation:
-    """One run of a scenario on a Flower grid, recorded in a registry."""
+    """One run of a federation spec on a Flower grid, recorded in a registry."""
 
     def __init__(self, grid: Grid, settings: Settings, reporter: Reporter | None = None) -> None:
         self.grid = grid
         self.settings = settings
+        self.spec = settings.spec
         self.reporter = reporter or ConsoleReporter()
-        self.scenario = get_scenario(settings.scenario)
         self.registry = Registry(settings.registry)
         self.built = build_strategy(settings.strategy, settings.strategy_config,
                                     settings.strategy_defaults())
         self.strategy, self.strategy_config = self.built.strategy, self.built.config
-        split = load_split(self.scenario.dataset, image=self.scenario.image_input)
-        self.x_test, self.y_test = split.x_test, split.y_test
+        source = evaluation_source(self.spec)
+        self.eval_data = source.load() if source is not None else None
         self.server_env = environment()
         self.history: list[RoundSummary] = []
         self._clients: dict[str, ClientInfo] = {}
+        self._refused: dict[str, str] = {}
         self.on_run_created: Callable[[str], None] = lambda run_id: None
+        self.run_notes: dict[str, Any] = {}  # recorded with the run (e.g. a simulation's partitions)
 
     # -- public ---------------------------------------------------------------------------------
     def run(self) -> str:
         """Run all rounds (or continue ``settings.resume``); returns the run id."""
         if self.settings.resume:
             return self._resume(self.settings.resume)
-        definition, weights = initial_model(self.scenario, self.settings.seed)
-        run_id = self.registry.create_run(self.scenario.name, self.settings.seed, self.settings.to_json())
+        spec = self.spec
+        start = load_starting_model(spec.model, seed=spec.seed, input_shape=spec.input_shape)
+        start_definition, _, _ = initial_model(self.settings, start=start)
+        clients, stats = self._handshake(stats=self._needs_stats(start_definition))
+        self._clients = clients
+        preprocessing = self._preprocessing(start_definition, stats)
+        definition, weights, origin = initial_model(self.settings, preprocessing, start)
+        run_id = self.registry.create_run(self.spec.name, self.settings.seed, {
+            **self.settings.to_json(), "spec_id": self.spec.id, "spec_canonical": self.spec.canonical(),
+            "model_origin": origin, **self.run_notes,
+        })
         self.on_run_created(run_id)
         try:
             self.registry.put_definition(definition)
             metrics = self.evaluate(definition, weights)
             record = VersionRecord(
                 kind=VersionKind.INITIAL, round=0, definition_id=definition.id,
-                weights_id=self.registry.put_weights(weights), framework="torch",
+                weights_id=self.registry.put_weights(weights), framework=str(origin.get("kind", "")),
                 metrics=metrics, seed=self.settings.seed, environment=self.server_env,
             )
-            (version_id,) = self.registry.commit(run_id, [record], head_round=0, head=record.version_id,
-                                                 state_id=self._save_state())
-            self.reporter.start(run_id, self.scenario.name, version_id, metrics)
-            head = _Head(0, version_id, weights, record.weights_id)
-            self._rounds(run_id, definition, head)
+            refusals = [self._rejection_record(Rejection(k, 0, reason), 0, definition,
+                                               record.version_id)
+                        for k, reason in sorted(self._refused.items())]
+            self.registry.commit(run_id, [record, *refusals], head_round=0,
+                                 head=record.version_id, state_id=self._save_state())
+            self.reporter.start(run_id, self.spec.name, record.version_id, metrics)
+            head = _Head(0, record.version_id, weights, record.weights_id)
+            self._rounds(run_id, definition, head, clients)
         except BaseException:
             self.registry.set_status(run_id, "failed")
             raise
@@ -135,9 +153,11 @@ class Federation:
         self.registry.update_config(run_id, self.settings.to_json())
         self.registry.set_status(run_id, "running")
         try:
-            self.reporter.start(run_id, self.scenario.name, heads[last], dict(record.metrics),
+            self.reporter.start(run_id, self.spec.name, heads[last], dict(record.metrics),
                                 resumed_from=last)
-            self._rounds(run_id, definition, _Head(last, heads[last], weights, record.weights_id))
+            clients, _ = self._handshake(stats=False)
+            self._rounds(run_id, definition, _Head(last, heads[last], weights, record.weights_id),
+                         clients)
         except BaseException:
             self.registry.set_status(run_id, "failed")
             raise
@@ -149,12 +169,37 @@ class Federation:
         return self.registry.put_state(*capture_state(self.strategy))
 
     def evaluate(self, definition: Definition, weights: dict[str, np.ndarray]) -> dict[str, float]:
-        """Server-side evaluation with ONNX Runtime on the held-out split."""
-        return classification_metrics(definition.materialize(weights), self.x_test, self.y_test)
+        """Server-side evaluation with ONNX Runtime of the served model (preprocessing included)."""
+        if self.eval_data is None:
+            return {}
+        x, y = self.eval_data
+        model = definition.materialize(weights)
+        if METADATA_KEY in definition.metadata:
+            model = wrap_model(model, Preprocessing.from_json(definition.metadata[METADATA_KEY]))
+        else:
+            dims = _input_dims(model)
+            if dims is not None and len(dims) > 1:
+                x = x.reshape((len(x), *dims))
+        return evaluate_model(model, x, y, self.spec.task)
+
+    def _needs_stats(self, definition: Definition) -> bool:
+        """Statistics are gathered for standardisation or mean imputation of a tabular input."""
+        rank2 = len(_input_dims(definition.proto) or (0,)) == 1
+        imputing = self.spec.data is not None and self.spec.data.missing == "impute-mean"
+        return rank2 and (self.spec.standardize or imputing)
+
+    def _preprocessing(
+        self, definition: Definition, stats: dict[str, LocalStats]
+    ) -> Preprocessing | None:
+        if not stats:
+            return None
+        return combine_stats([stats[k] for k in sorted(stats)], standardize=self.spec.standardize,
+                             regression=self.spec.task == "regression")
 
     # -- rounds ---------------------------------------------------------------------------------
-    def _rounds(self, run_id: str, definition: Definition, head: _Head) -> None:
-        clients = self._clients = self._handshake()
+    def _rounds(self, run_id: str, definition: Definition, head: _Head,
+                clients: dict[str, ClientInfo]) -> None:
+        self._clients = clients
         for rnd in range(head.round + 1, self.settings.rounds + 1):
             started = time.perf_counter()
             head, summary = self._round(run_id, rnd, definition, head, clients)
@@ -162,7 +207,13 @@ class Federation:
             self.history.append(summary)
             self.reporter.round(summary)
 
-    def _handshake(self) -> dict[str, ClientInfo]:
+    def _handshake(self, *, stats: bool) -> tuple[dict[str, ClientInfo], dict[str, LocalStats]]:
+        """Ask every node who it is; gather feature statistics if ``stats``.
+
+        A node whose data is unusable answers with a refusal: it stays in the federation (it may
+        be fixed and it is sampled like any other, refusing each round), and its reason is
+        recorded with the initial version.
+        """
         deadline = time.monotonic() + self.settings.round_timeout
         while len(node_ids := list(self.grid.get_node_ids())) < self.settings.min_available_nodes:
             if time.monotonic() > deadline:
@@ -170,34 +221,55 @@ class Federation:
                     f"only {len(node_ids)} nodes connected; {self.settings.min_available_nodes} needed"
                 )
             time.sleep(0.5)
-        hello = ConfigRecord({
-            wire.LINEAGE_SCENARIO: self.scenario.name,
-            wire.LINEAGE_FRAMEWORKS: ",".join(self.scenario.frameworks),
-        })
+        hello = ConfigRecord({wire.HELLO_TASK: self.spec.task, wire.HELLO_STATS: stats})
         messages = [
             Message(RecordDict({wire.HELLO: hello}), dst_node_id=node, message_type=MessageType.QUERY)
             for node in sorted(node_ids)
         ]
         clients: dict[str, ClientInfo] = {}
+        gathered: dict[str, LocalStats] = {}
+        widths: dict[str, int] = {}
+        self._refused = {}
         for reply in self.grid.send_and_receive(messages, timeout=self.settings.round_timeout):
             if reply.has_error() or wire.HELLO not in reply.content:
                 continue
             info = reply.content[wire.HELLO]
-            key = str(info[wire.REPLY_CLIENT])
+            key = str(info.get(wire.REPLY_CLIENT, ""))[:200]
+            if not key:
+                continue
             if key in clients:
                 raise FlonnxError(f"two nodes call themselves {key!r}; client keys must be unique")
+            refusal = info.get(wire.REFUSAL_REASON)
             clients[key] = ClientInfo(
                 node_id=reply.metadata.src_node_id, key=key,
-                framework=str(info[wire.REPLY_FRAMEWORK]),
-                framework_version=str(info[wire.REPLY_FRAMEWORK_VERSION]),
-                num_examples=int(str(info[wire.REPLY_NUM_EXAMPLES])),
+                framework=str(info.get(wire.REPLY_FRAMEWORK, ""))[:100],
+                framework_version=str(info.get(wire.REPLY_FRAMEWORK_VERSION, ""))[:100],
+                num_examples=int(str(info.get(wire.REPLY_NUM_EXAMPLES, 0))),
             )
+            if refusal is not None:
+                self._refused[key] = f"refused at the handshake: {str(refusal)[:2000]}"
+                continue
+            widths[key] = int(str(info.get(wire.REPLY_NUM_FEATURES, 0)))
+            if stats and wire.STATS in reply.content.array_records:
+                arrays = {k: v.numpy() for k, v in reply.content.array_records[wire.STATS].items()}
+                try:
+                    gathered[key] = LocalStats.from_arrays(arrays, widths[key])
+                except FlonnxError as exc:
+                    self._refused[key] = f"unusable feature statistics: {exc}"
         if len(clients) < self.settings.min_available_nodes:
             raise FlonnxError(
                 f"{len(clients)} of {len(node_ids)} nodes answered the handshake; "
                 f"{self.settings.min_available_nodes} needed"
             )
-        return clients
+        if gathered:
+            common = Counter(widths[k] for k in gathered).most_common(1)[0][0]
+            for key in [k for k in gathered if widths[k] != common]:
+                del gathered[key]
+                self._refused[key] = (f"the data has {widths[key]} features but the other nodes "
+                                      f"have {common}")
+        for key, reason in sorted(self._refused.items()):
+            self.reporter.note(f"{key}: {reason}")
+        return clients, gathered
 
     def _round(
         self, run_id: str, rnd: int, definition: Definition, head: _Head, clients: dict[str, ClientInfo]
@@ -207,7 +279,7 @@ class Federation:
             fraction=self.settings.fraction_train, minimum=self.settings.min_train_nodes,
         )
         by_node = {clients[k].node_id: clients[k] for k in keys}
-        train_config: dict[str, Any] = dict(self.settings.train)
+        train_config: dict[str, Any] = {**self.settings.train, wire.CONFIG_TASK: self.spec.task}
         if self.built.dp_clipping:
             train_config[DP_CLIPPING_MODE] = self.built.dp_clipping
         configured = configure_round(self.strategy, rnd, self.settings.seed, head.weights,
@@ -221,8 +293,6 @@ class Federation:
                 wire.LINEAGE_RUN: run_id, wire.LINEAGE_ROUND: rnd, wire.LINEAGE_VERSION: head.version_id,
                 wire.LINEAGE_DEFINITION_ID: definition.id, wire.LINEAGE_WEIGHTS_ID: head.weights_id,
                 wire.LINEAGE_DEFINITION: definition.canonical_bytes, wire.LINEAGE_SEED: seeds[client.key],
-                wire.LINEAGE_SCENARIO: self.scenario.name,
-                wire.LINEAGE_FRAMEWORKS: ",".join(self.scenario.frameworks),
             })
             messages.append(Message(content, dst_node_id=client.node_id, message_type=MessageType.TRAIN))
         replies = list(self.grid.send_and_receive(messages, timeout=self.settings.round_timeout))
@@ -259,6 +329,17 @@ class Federation:
         return self._commit(run_id, rnd, definition, head, updates, rejected, new_weights, len(keys),
                             train_metrics)
 
+    def _rejection_record(self, rejection: Rejection, rnd: int, definition: Definition,
+                          parent: str) -> VersionRecord:
+        client = self._clients.get(rejection.client)
+        return VersionRecord(
+            kind=VersionKind.REJECTED, round=rnd, definition_id=definition.id, weights_id="",
+            parents=(parent,), framework=client.framework if client else "",
+            framework_version=client.framework_version if client else "",
+            client=rejection.client, metrics=rejection.metrics,
+            seed=derive_seed(self.settings.seed, rnd, rejection.client), reason=rejection.reason,
+        )
+
     def _commit(
         self, run_id: str, rnd: int, definition: Definition, head: _Head, updates: list[Update],
         rejected: list[Rejection], new_weights: dict[str, np.ndarray], sampled: int,
@@ -274,15 +355,7 @@ class Federation:
                 num_examples=update.num_examples, metrics=update.metrics, seed=update.seed,
                 environment=update.environment,
             ))
-        for rejection in rejected:
-            client = self._clients.get(rejection.client)
-            records.append(VersionRecord(
-                kind=VersionKind.REJECTED, round=rnd, definition_id=definition.id, weights_id="",
-                parents=(head.version_id,), framework=client.framework if client else "",
-                framework_version=client.framework_version if client else "",
-                client=rejection.client, metrics=rejection.metrics,
-                seed=derive_seed(self.settings.seed, rnd, rejection.client), reason=rejection.reason,
-            ))
+        records += [self._rejection_record(r, rnd, definition, head.version_id) for r in rejected]
         metrics = self.evaluate(definition, new_weights)
         metrics.update({k: float(v) for k, v in train_metrics.items()
                         if isinstance(v, int | float)})
@@ -303,3 +376,11 @@ class Federation:
         )
         return _Head(rnd, aggregate.version_id, new_weights, aggregate.weights_id), summary
 
+
+
+def _input_dims(model: onnx.ModelProto) -> tuple[int, ...] | None:
+    """Per-example dims of the model's data input, if static."""
+    inits = {t.name for t in model.graph.initializer}
+    value = next(v for v in model.graph.input if v.name not in inits)
+    dims = tuple(d.dim_value for d in value.type.tensor_type.shape.dim[1:])
+    return dims if dims and all(d > 0 for d in dims) else None

@@ -7,11 +7,20 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from server.replies import Rejection
 
-__all__ = ["ConsoleReporter", "Reporter", "RoundSummary", "wide_console"]
+__all__ = ["HEADLINE_METRICS", "ConsoleReporter", "Reporter", "RoundSummary", "headline", "wide_console"]
+
+#: Metrics shown per round, in this order, when the task reports them.
+HEADLINE_METRICS = ("accuracy", "macro-f1", "roc-auc", "r2", "mse", "mae", "loss")
+
+
+def headline(metrics: dict[str, float]) -> str:
+    """``accuracy 0.9499 · loss 0.1832`` for the metrics a task reported."""
+    return " · ".join(f"{k} {metrics[k]:.4f}" for k in HEADLINE_METRICS if k in metrics)
 
 
 def wide_console(*, stderr: bool = False) -> Console:
@@ -45,6 +54,9 @@ class Reporter:
     def round(self, summary: RoundSummary) -> None:
         """A round was committed."""
 
+    def note(self, text: str) -> None:
+        """Something worth a line (e.g. a node that refused at the handshake)."""
+
     def finish(self, run_id: str, history: list[RoundSummary]) -> None:
         """The last round was committed."""
 
@@ -60,35 +72,39 @@ class ConsoleReporter(Reporter):
         """Print the run id and the starting version."""
         what = "initial version" if resumed_from is None else f"resuming after round {resumed_from} from"
         self.console.print(
-            f"[bold]run {run_id}[/] · scenario {scenario} · {what} {initial_version[:12]} · "
-            f"accuracy {metrics.get('accuracy', float('nan')):.4f}",
+            f"[bold]run {run_id}[/] · {escape(scenario)} · {what} {initial_version[:12]} · "
+            f"{headline(metrics) or 'no evaluation data'}",
             soft_wrap=True,
         )
+
+    def note(self, text: str) -> None:
+        """Print ``text`` (escaped: it may come from a client)."""
+        self.console.print(f"  [yellow]note[/] {escape(text)}", soft_wrap=True)
 
     def round(self, summary: RoundSummary) -> None:
         """Print one line for the round, and its rejections."""
         mix = ", ".join(f"{fw} {n}" for fw, n in sorted(Counter(summary.frameworks).items()))
         line = (
             f"round {summary.round}/{summary.total_rounds} · replies {len(summary.frameworks)}/"
-            f"{summary.sampled} ({mix}) · accuracy {summary.metrics.get('accuracy', float('nan')):.4f}"
-            f" · loss {summary.metrics.get('loss', float('nan')):.4f} · {summary.seconds:.1f}s · "
-            f"version {summary.version_id[:12]}"
+            f"{summary.sampled} ({escape(mix)}) · {headline(summary.metrics)} · "
+            f"{summary.seconds:.1f}s · version {summary.version_id[:12]}"
         )
         self.console.print(line, soft_wrap=True)
         for rejection in summary.rejected:
-            self.console.print(f"  [yellow]rejected[/] {rejection.client}: {rejection.reason}",
-                               soft_wrap=True)
+            self.console.print(f"  [yellow]rejected[/] {escape(rejection.client)}: "
+                               f"{escape(rejection.reason)}", soft_wrap=True)
 
     def finish(self, run_id: str, history: list[RoundSummary]) -> None:
         """Print the summary table and the final version id."""
         table = Table(title=f"run {run_id}")
-        for column in ("round", "replies", "rejected", "accuracy", "loss", "seconds", "version"):
+        shown = [k for k in HEADLINE_METRICS if history and k in history[-1].metrics]
+        for column in ("round", "replies", "rejected", *shown, "seconds", "version"):
             table.add_column(column, justify="right" if column != "version" else "left")
         for s in history:
             table.add_row(
                 str(s.round), str(len(s.frameworks)), str(len(s.rejected)),
-                f"{s.metrics.get('accuracy', float('nan')):.4f}",
-                f"{s.metrics.get('loss', float('nan')):.4f}", f"{s.seconds:.1f}", s.version_id[:12],
+                *(f"{s.metrics.get(k, float('nan')):.4f}" for k in shown),
+                f"{s.seconds:.1f}", s.version_id[:12],
             )
         self.console.print(table)
         if history:

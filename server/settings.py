@@ -1,64 +1,102 @@
-"""Run settings: Flower run config (``[tool.flwr.app.config]`` + overrides) with flonnx defaults."""
+"""Run settings: a federation spec plus what only the coordinator needs (registry, timeouts, resume).
+
+Flower's run config (``[tool.flwr.app.config]`` + ``--run-config``) names the spec (``spec``: a
+preset name or a TOML file) and may override its keys (:data:`exchange.spec.RUN_CONFIG_KEYS`).
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from exchange.errors import FlonnxError
-from simulations.scenarios import get_scenario
+from exchange.spec import (
+    DEFAULT_SPEC,
+    RUN_CONFIG_KEYS,
+    FederationSpec,
+    parse_spec,
+    spec_from_json,
+    spec_from_run_config,
+)
 
-__all__ = ["Settings", "plan_runs"]
+__all__ = ["SERVER_KEYS", "Settings", "plan_runs"]
 
-_TRAIN_KEYS = ("local-epochs", "batch-size", "learning-rate")
+#: Run-config keys only the coordinator reads.
+SERVER_KEYS = ("spec", "registry", "round-timeout", "min-available-nodes", "resume")
+
+_EMPTY = parse_spec({"model": "digits-mlp", "clients": 2}, source="defaults")
 
 
 @dataclass(frozen=True)
 class Settings:
     """Everything the server needs to run (or resume) a federation."""
 
-    scenario: str = "digits-mixed"
-    rounds: int = 5
-    seed: int = 0
+    spec: FederationSpec = field(default=_EMPTY)
     registry: str = "runs"
-    strategy: str = "fedavg"
-    strategy_config: Mapping[str, str] = field(default_factory=dict)
-    fraction_train: float = 1.0
-    min_train_nodes: int = 2
     min_available_nodes: int = 2
     round_timeout: float = 600.0
-    train: Mapping[str, float | int] = field(default_factory=dict)
     resume: str = ""  # run id to continue instead of starting a new run
 
+    # -- the spec's run-level facts ----------------------------------------------------------------
+    @property
+    def rounds(self) -> int:
+        """Total rounds."""
+        return self.spec.rounds
+
+    @property
+    def seed(self) -> int:
+        """Run seed."""
+        return self.spec.seed
+
+    @property
+    def strategy(self) -> str:
+        """Strategy name (one per run after :func:`plan_runs`)."""
+        return self.spec.strategy
+
+    @property
+    def strategy_config(self) -> dict[str, str]:
+        """Strategy parameters as given."""
+        return dict(self.spec.strategy_config)
+
+    @property
+    def fraction_train(self) -> float:
+        """Share of the connected clients sampled per round."""
+        return self.spec.fraction_train
+
+    @property
+    def min_train_nodes(self) -> int:
+        """Fewest valid updates a round needs."""
+        return self.spec.min_train_nodes
+
+    @property
+    def train(self) -> dict[str, float | int]:
+        """Local training settings sent each round."""
+        return self.spec.train_settings
+
     @classmethod
-    def from_run_config(cls, config: Mapping[str, Any]) -> Settings:
-        """Parse Flower's run config; unknown keys are an error that lists the known ones."""
-        known = {
-            "scenario", "num-server-rounds", "seed", "registry", "strategy", "strategy-config",
-            "fraction-train", "min-train-nodes", "min-available-nodes", "round-timeout", "resume",
-            *_TRAIN_KEYS,
-        }
+    def from_run_config(cls, config: Mapping[str, Any], spec: FederationSpec | None = None) -> Settings:
+        """Parse Flower's run config; unknown keys are an error that lists the known ones.
+
+        ``spec`` (in-process callers) replaces the spec the run config names; the run config's
+        override keys still apply to it.
+        """
+        known = {*SERVER_KEYS, *RUN_CONFIG_KEYS}
         unknown = sorted(set(config) - known)
         if unknown:
             raise FlonnxError(f"unknown run-config keys {unknown}; known: {sorted(known)}")
-        scenario = get_scenario(str(config.get("scenario", cls.scenario)))
-        train = dict(scenario.train)
-        train.update({k: config[k] for k in _TRAIN_KEYS if k in config})  # type: ignore[misc]
+        if spec is None:
+            spec = spec_from_run_config({"spec": DEFAULT_SPEC, **config})
+        else:
+            spec = spec.with_overrides({RUN_CONFIG_KEYS[k]: v for k, v in config.items()
+                                        if k in RUN_CONFIG_KEYS})
         try:
             return cls(
-                scenario=scenario.name,
-                rounds=int(config.get("num-server-rounds", scenario.rounds)),
-                seed=int(config.get("seed", cls.seed)),
+                spec=spec,
                 registry=str(config.get("registry", cls.registry)),
-                strategy=str(config.get("strategy", scenario.strategy)),
-                strategy_config=_parse_pairs(str(config.get("strategy-config", ""))),
-                fraction_train=float(config.get("fraction-train", cls.fraction_train)),
-                min_train_nodes=int(config.get("min-train-nodes", cls.min_train_nodes)),
-                min_available_nodes=int(config.get("min-available-nodes", cls.min_available_nodes)),
+                min_available_nodes=int(config.get("min-available-nodes", spec.clients or 2)),
                 round_timeout=float(config.get("round-timeout", cls.round_timeout)),
-                train=train,
                 resume=str(config.get("resume", "")),
             )
         except (TypeError, ValueError) as exc:
@@ -67,10 +105,13 @@ class Settings:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Settings:
         """Inverse of :meth:`to_json` (the form stored with a run), for resume and replay."""
-        names = {f.name for f in fields(cls)}
         try:
-            return cls(**{k: v for k, v in data.items() if k in names})
-        except TypeError as exc:
+            return cls(
+                spec=spec_from_json(data["spec"]), registry=str(data.get("registry", "runs")),
+                min_available_nodes=int(data["min_available_nodes"]),
+                round_timeout=float(data["round_timeout"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
             raise FlonnxError(f"unreadable stored run settings: {exc}") from exc
 
     @property
@@ -89,20 +130,21 @@ class Settings:
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready form, stored with the run."""
-        out = {f.name: getattr(self, f.name) for f in fields(self)}
-        out["strategy_config"] = dict(self.strategy_config)
-        out["train"] = dict(self.train)
-        out.pop("resume")
-        return out
+        return {"spec": self.spec.to_toml_dict(), "registry": self.registry,
+                "min_available_nodes": self.min_available_nodes, "round_timeout": self.round_timeout}
+
+    def with_rounds(self, rounds: int) -> Settings:
+        """The same settings with another total of rounds (resume)."""
+        return replace(self, spec=replace(self.spec, rounds=rounds))
 
 
-def plan_runs(config: Mapping[str, Any]) -> list[Settings]:
-    """One :class:`Settings` per strategy named in run config ``strategy`` (space/comma separated).
+def plan_runs(config: Mapping[str, Any], spec: FederationSpec | None = None) -> list[Settings]:
+    """One :class:`Settings` per strategy named in the spec's ``strategy`` (space/comma separated).
 
     ``strategy-config`` items ``key=value`` apply to every listed strategy; ``NAME.key=value``
     only to strategy ``NAME``. The same strategy may not be listed twice.
     """
-    base = Settings.from_run_config(config)
+    base = Settings.from_run_config(config, spec)
     names = base.strategy.replace(",", " ").split() or ["fedavg"]
     if len(set(names)) != len(names):
         raise FlonnxError(f"strategy listed twice in {names}")
@@ -117,16 +159,5 @@ def plan_runs(config: Mapping[str, Any]) -> list[Settings]:
                     f"run's strategies {names}"
                 )
             scoped.setdefault(name, {})[param] = value
-    return [replace(base, strategy=name, strategy_config={**shared, **scoped.get(name, {})})
+    return [replace(base, spec=base.spec.for_strategy(name, {**shared, **scoped.get(name, {})}))
             for name in names]
-
-
-def _parse_pairs(text: str) -> dict[str, str]:
-    """``"a=1 b=2"`` (or comma-separated) -> ``{"a": "1", "b": "2"}``."""
-    pairs: dict[str, str] = {}
-    for item in text.replace(",", " ").split():
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise FlonnxError(f"strategy-config item {item!r} is not key=value")
-        pairs[key] = value
-    return pairs

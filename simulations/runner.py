@@ -1,4 +1,4 @@
-"""Run a scenario on Flower's Simulation Engine (Ray), in this process."""
+"""Run a federation spec on Flower's Simulation Engine (Ray), in this process."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import warnings
 from typing import Any
 
 from exchange.errors import FlonnxError
+from exchange.spec import FederationSpec, assign_frameworks
 from server.progress import Reporter
-from simulations.scenarios import get_scenario
 
-__all__ = ["SimulationFailed", "offline_environment", "simulate"]
+__all__ = ["SimulationFailed", "offline_environment", "plan", "simulate"]
 
 
 class SimulationFailed(FlonnxError):
@@ -30,17 +30,34 @@ def offline_environment() -> None:
     os.environ.setdefault("FLWR_DISABLE_UPDATE_CHECK", "1")
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def plan(spec: FederationSpec) -> dict[str, Any]:
+    """The simulated federation: per client its framework and partition summary (recorded, printed)."""
+    from exchange.sources import partition_plan, simulated_clients
+
+    n = simulated_clients(spec)
+    frameworks = assign_frameworks(spec, n)
+    parts = partition_plan(spec)
+    faults = dict(spec.faults)
+    clients = [{"client": f"partition-{i}", "framework": frameworks[i], **parts[i],
+                **({"fault": faults[i]} if i in faults else {})} for i in range(n)]
+    return {"clients": clients, "num_clients": n}
 
 
 def simulate(
-    scenario: str,
+    spec: FederationSpec,
     *,
     overrides: dict[str, Any] | None = None,
     reporter: Reporter | None = None,
-    num_clients: int | None = None,
     verbose: bool = False,
+    simulation: dict[str, Any] | None = None,
 ) -> list[str]:
-    """Run ``scenario`` with run-config ``overrides``; returns the run ids (one per strategy).
+    """Run ``spec`` with run-config ``overrides``; returns the run ids (one per strategy).
+
+    ``simulation`` is the :func:`plan` (computed here if not given); it is recorded with each run.
 
     Raises:
         SimulationFailed: a run failed (the others still ran; their ids are on the exception).
@@ -49,21 +66,21 @@ def simulate(
     offline_environment()
     from flwr.simulation import run_simulation
 
-    from client.app import app as client_app
+    from client.app import make_client_app
     from server.app import make_server_app
 
-    spec = get_scenario(scenario)
-    clients = num_clients or spec.num_clients
-    config = {"scenario": scenario, "min-available-nodes": clients, **(overrides or {})}
-    result: dict[str, Any] = {}
-    server_app = make_server_app(config, reporter, result)
+    simulation = simulation or plan(spec)
+    clients = int(simulation["num_clients"])
+    config = {"min-available-nodes": clients, **(overrides or {})}
+    result: dict[str, Any] = {"simulation": simulation}
+    server_app = make_server_app(config, reporter, result, spec=spec)
     if not verbose:
         logging.getLogger("flwr").setLevel(logging.ERROR)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         run_simulation(
             server_app=server_app,
-            client_app=client_app,
+            client_app=make_client_app(spec),
             num_supernodes=clients,
             backend_config={
                 "client_resources": {"num_cpus": 1, "num_gpus": 0.0},

@@ -7,7 +7,7 @@ import pytest
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, RecordDict
 from flwr.supercore.task_identity import TaskIdentity
 
-import client.app as client_app
+from client.app import app as client_app
 from exchange import wire
 from exchange.definition import Definition
 from exchange.errors import InvalidUpdate
@@ -32,8 +32,7 @@ def _train_message(definition: Definition, weights: dict[str, np.ndarray], *,
         wire.LINEAGE_RUN: "run", wire.LINEAGE_ROUND: 1, wire.LINEAGE_VERSION: "v" * 64,
         wire.LINEAGE_DEFINITION_ID: definition.id, wire.LINEAGE_WEIGHTS_ID: weights_id(weights),
         wire.LINEAGE_DEFINITION: definition_bytes or definition.canonical_bytes,
-        wire.LINEAGE_SEED: SEED, wire.LINEAGE_SCENARIO: "digits-mixed",
-        wire.LINEAGE_FRAMEWORKS: "torch,jax,sklearn",
+        wire.LINEAGE_SEED: SEED,
     })
     content = RecordDict({
         wire.ARRAYS: ArrayRecord({k: Array(v) for k, v in weights.items()}),
@@ -43,8 +42,9 @@ def _train_message(definition: Definition, weights: dict[str, np.ndarray], *,
     return Message(content, dst_node_id=7, message_type="train")
 
 
-def _context(partition: int) -> Context:
-    return Context(run_id=1, node_id=7, node_config={"partition-id": partition, "num-partitions": 6},
+def _context(partition: int, framework: str = "torch", **node_config: object) -> Context:
+    config = {"partition-id": partition, "num-partitions": 6, "framework": framework, **node_config}
+    return Context(run_id=1, node_id=7, node_config=config,  # type: ignore[arg-type]
                    state=RecordDict(), run_config={})
 
 
@@ -57,7 +57,7 @@ def _info(partition: int, framework: str) -> ClientInfo:
 def test_a_trained_reply_passes_the_server_check(partition, framework, mlp_model) -> None:
     definition, weights = mlp_model
 
-    reply = client_app.train(_train_message(definition, weights), _context(partition))
+    reply = client_app(_train_message(definition, weights), _context(partition, framework))
 
     checked = check_reply(reply, client=_info(partition, framework), definition=definition,
                           base_version="v" * 64, seed=SEED)
@@ -73,8 +73,8 @@ def test_client_refuses_a_definition_that_does_not_match_its_announced_id(mlp_mo
     tampered, _ = Definition.from_model(other)
 
     with pytest.raises(InvalidUpdate, match="received definition hashes to"):
-        client_app.train(_train_message(definition, weights, definition_bytes=tampered.canonical_bytes),
-                         _context(0))
+        client_app(_train_message(definition, weights, definition_bytes=tampered.canonical_bytes),
+                   _context(0))
 
 
 def test_parity_refusal_reaches_the_server_with_the_measured_difference(mlp_model) -> None:
@@ -83,7 +83,7 @@ def test_parity_refusal_reaches_the_server_with_the_measured_difference(mlp_mode
     next(n for n in model.graph.node if n.op_type == "Relu").op_type = "Sigmoid"
     altered, _ = Definition.from_model(model)  # still names the zoo MLP, which applies ReLU
 
-    reply = client_app.train(_train_message(altered, weights), _context(0))
+    reply = client_app(_train_message(altered, weights), _context(0))
 
     checked = check_reply(reply, client=_info(0, "torch"), definition=altered, base_version="v" * 64,
                           seed=SEED)
@@ -94,7 +94,7 @@ def test_parity_refusal_reaches_the_server_with_the_measured_difference(mlp_mode
 
 def test_server_rejects_a_reply_whose_weights_do_not_hash_to_the_reported_id(mlp_model) -> None:
     definition, weights = mlp_model
-    reply = client_app.train(_train_message(definition, weights), _context(0))
+    reply = client_app(_train_message(definition, weights), _context(0))
     reply.content[wire.LINEAGE][wire.REPLY_WEIGHTS_ID] = "0" * 64
 
     checked = check_reply(reply, client=_info(0, "torch"), definition=definition, base_version="v" * 64,

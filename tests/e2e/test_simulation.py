@@ -17,7 +17,7 @@ import onnx
 import pytest
 
 from exchange.ort import classification_metrics
-from simulations.data import load_split
+from tests.digits import digits_holdout
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED = 3
@@ -108,8 +108,7 @@ def test_exported_final_version_is_valid_and_reproduces_the_recorded_accuracy(ru
 
     model = onnx.load(str(path))
     onnx.checker.check_model(model, full_check=True)
-    split = load_split("digits")
-    metrics = classification_metrics(model, split.x_test, split.y_test)
+    metrics = classification_metrics(model, *digits_holdout())
     assert metrics["accuracy"] == final["metrics"]["accuracy"]
     card = {p.key: p.value for p in model.metadata_props}
     assert card["flonnx.version_id"] == final["version_id"]

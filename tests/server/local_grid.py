@@ -7,6 +7,7 @@ exceptions become error replies, as in Flower's engines.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from flwr.app import Context, Error, Message, RecordDict
 from flwr.clientapp import ClientApp
@@ -18,14 +19,15 @@ __all__ = ["LocalGrid"]
 class LocalGrid:
     """``num_nodes`` simulated nodes (partition ``i`` has node id ``1000 + i``)."""
 
-    def __init__(self, client_app: ClientApp, num_nodes: int) -> None:
+    def __init__(self, client_app: ClientApp, num_nodes: int,
+                 run_config: dict[str, Any] | None = None) -> None:
         # Message() outside a real ServerApp needs a task identity; any fixed one will do.
         TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 1, 0, 1
         self.client_app = client_app
         self.contexts = {
             1000 + i: Context(run_id=1, node_id=1000 + i,
                               node_config={"partition-id": i, "num-partitions": num_nodes},
-                              state=RecordDict(), run_config={})
+                              state=RecordDict(), run_config=dict(run_config or {}))
             for i in range(num_nodes)
         }
         self.sent: list[Message] = []

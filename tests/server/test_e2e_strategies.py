@@ -16,9 +16,9 @@ import pytest
 
 from exchange.lineage import VersionKind
 from exchange.registry import Registry
+from exchange.spec import assign_frameworks, load_spec
 from server.settings import Settings
 from server.strategies import build_strategy, strategy_names
-from simulations.scenarios import framework_for, get_scenario
 from tests.server.conftest import run_local
 from tests.server.test_strategies import CONFIGS
 
@@ -38,7 +38,7 @@ def all_strategies(cli: Cli, tmp_path_factory: pytest.TempPathFactory) -> tuple[
             args += ["--strategy-config", f"{name}.{key}={value}"]
     cli(*args)
     with Registry(registry) as reg:
-        runs = {info.config["strategy"]: info.run_id for info in reg.runs()}
+        runs = {info.config["spec"]["strategy"]: info.run_id for info in reg.runs()}
     return registry, runs
 
 
@@ -71,9 +71,9 @@ def test_fedprox_rounds_reject_the_sklearn_nodes_with_a_reason(
         rejected = [v.record for v in reg.versions(runs["fedprox"])
                     if v.record.kind is VersionKind.REJECTED]
 
-    spec = get_scenario("digits-mixed")
-    sklearn_nodes = [p for p in range(spec.num_clients)
-                     if framework_for(spec.frameworks, p, spec.num_clients) == "sklearn"]
+    spec = load_spec("digits-mixed")
+    assert spec.clients is not None
+    sklearn_nodes = [fw for fw in assign_frameworks(spec, spec.clients) if fw == "sklearn"]
     assert {r.framework for r in rejected} == {"sklearn"} and len(rejected) == 2 * len(sklearn_nodes)
     assert all("cannot add FedProx's proximal term" in r.reason for r in rejected)
 
