@@ -29,6 +29,7 @@ from client.trainers import TrainConfig, Trainer, get_trainer
 from exchange import wire
 from exchange.definition import Definition
 from exchange.errors import DataError, FlonnxError, InvalidUpdate, ParityError
+from exchange.evaluation import evaluate_rows
 from exchange.hashing import canonical_json, weights_id
 from exchange.lineage import environment
 from exchange.preprocess import METADATA_KEY, Preprocessing, local_stats
@@ -97,6 +98,11 @@ def prepare_data(
     definition: Definition, task: str, x: np.ndarray, y: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """The node's rows as the model takes them: preprocessed, reshaped, labels checked."""
+    dims = _input_dims(definition)
+    expected = math.prod(dims) if dims and all(d > 0 for d in dims) else None
+    # before preprocessing, so the refusal names the model, as the server's handshake check does
+    if expected is not None and x.shape[1] != expected:
+        raise DataError(f"the data has {x.shape[1]} features but the model expects {expected}")
     if METADATA_KEY in definition.metadata:
         pre = Preprocessing.from_json(definition.metadata[METADATA_KEY])
         x = pre.apply(x)
@@ -104,10 +110,6 @@ def prepare_data(
             y = pre.apply_target(y)
     elif np.isnan(x).any():
         raise DataError("the data has missing values and the federation has no imputation")
-    dims = _input_dims(definition)
-    expected = math.prod(dims) if dims and all(d > 0 for d in dims) else None
-    if expected is not None and x.shape[1] != expected:
-        raise DataError(f"the data has {x.shape[1]} features but the model expects {expected}")
     if expected is not None:
         x = x.reshape((len(x), *dims))
     if task != "regression":
@@ -131,6 +133,23 @@ def _refuse(msg: Message, reason: str, metrics: Mapping[str, float] | None = Non
     if metrics:
         content[wire.METRICS] = MetricRecord({k: _finite(v) for k, v in metrics.items()})
     return Message(content, reply_to=msg)
+
+
+def _received(msg: Message) -> tuple[Definition, dict[str, np.ndarray], ConfigRecord]:
+    """The round's definition and weights, each checked against the id the server announced."""
+    lineage = msg.content.config_records[wire.LINEAGE]
+    definition = Definition.from_bytes(bytes(lineage[wire.LINEAGE_DEFINITION]))  # type: ignore[arg-type]
+    if definition.id != lineage[wire.LINEAGE_DEFINITION_ID]:
+        raise InvalidUpdate(
+            f"received definition hashes to {definition.id[:12]}, the server announced "
+            f"{str(lineage[wire.LINEAGE_DEFINITION_ID])[:12]}"
+        )
+    _runnable(definition)
+    weights = {name: array.numpy() for name, array in msg.content.array_records[wire.ARRAYS].items()}
+    definition.validate(weights, source="global weights from the server")
+    if weights_id(weights) != lineage[wire.LINEAGE_WEIGHTS_ID]:
+        raise InvalidUpdate("received weights do not hash to the announced weights id")
+    return definition, weights, lineage
 
 
 def make_client_app(spec: FederationSpec | None = None) -> ClientApp:
@@ -163,21 +182,25 @@ def make_client_app(spec: FederationSpec | None = None) -> ClientApp:
             content[wire.STATS] = ArrayRecord({k: Array(v) for k, v in stats.arrays().items()})
         return Message(content, reply_to=msg)
 
+    @client_app.evaluate()
+    def evaluate(msg: Message, context: Context) -> Message:
+        """Evaluate the received version on this node's own rows; only metrics leave the node."""
+        definition, weights, _ = _received(msg)
+        task = str(msg.content[wire.CONFIG].get(wire.CONFIG_TASK, "classification"))
+        run_spec = _spec(context, spec)
+        try:
+            x, y = node_source(context.node_config, run_spec, task).load()
+            metrics = evaluate_rows(definition, weights, x, y, task)
+        except FlonnxError as exc:
+            return _refuse(msg, str(exc))
+        return Message(RecordDict({wire.METRICS: MetricRecord(
+            {wire.REPLY_NUM_EXAMPLES: len(y), **{k: _finite(v) for k, v in metrics.items()}})}),
+            reply_to=msg)
+
     @client_app.train(mods=[dp_clipping_mod])  # per handler: on the ClientApp it would also catch queries
     def train(msg: Message, context: Context) -> Message:
         """Verify the definition and weights ids, train in this node's framework, reply with lineage."""
-        lineage = msg.content[wire.LINEAGE]
-        definition = Definition.from_bytes(bytes(lineage[wire.LINEAGE_DEFINITION]))  # type: ignore[arg-type]
-        if definition.id != lineage[wire.LINEAGE_DEFINITION_ID]:
-            raise InvalidUpdate(
-                f"received definition hashes to {definition.id[:12]}, the server announced "
-                f"{str(lineage[wire.LINEAGE_DEFINITION_ID])[:12]}"
-            )
-        _runnable(definition)
-        weights = {name: array.numpy() for name, array in msg.content.array_records[wire.ARRAYS].items()}
-        definition.validate(weights, source="global weights from the server")
-        if weights_id(weights) != lineage[wire.LINEAGE_WEIGHTS_ID]:
-            raise InvalidUpdate("received weights do not hash to the announced weights id")
+        definition, weights, lineage = _received(msg)
         config = TrainConfig.from_config(dict(msg.content[wire.CONFIG]),
                                          int(str(lineage[wire.LINEAGE_SEED])))
         task = str(msg.content[wire.CONFIG].get(wire.CONFIG_TASK, "classification"))

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from exchange.evaluation import served_model
 from exchange.lineage import VersionRecord
 from exchange.registry import Registry
 
@@ -37,7 +38,7 @@ def export_version(registry: Registry, version_id: str) -> onnx.ModelProto:
     record = registry.record(version_id)
     definition = registry.get_definition(record.definition_id)
     weights = registry.get_weights(record.weights_id)
-    model = definition.materialize(weights)
+    model = served_model(definition, weights)  # takes raw features: preprocessing included
     model.producer_name = "flonnx"
     n_params = int(sum(np.size(w) for w in weights.values()))
     for key, value in _model_card(version_id, record, n_params).items():

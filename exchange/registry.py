@@ -238,6 +238,16 @@ class Registry:
             db.execute("UPDATE runs SET config_json=? WHERE run_id=?",
                        (json.dumps(dict(config), sort_keys=True), run_id))
 
+    def annotate_run(self, run_id: str, key: str, value: Any) -> None:
+        """Add one JSON-ready fact to a run's recorded configuration (e.g. its site evaluation)."""
+        with self._transaction() as db:
+            row = db.execute("SELECT config_json FROM runs WHERE run_id=?", (run_id,)).fetchone()
+            if row is None:
+                raise LineageError(f"no run {run_id!r} in {self.root}")
+            config = {**json.loads(row[0]), key: value}
+            db.execute("UPDATE runs SET config_json=? WHERE run_id=?",
+                       (json.dumps(config, sort_keys=True), run_id))
+
     def runs(self) -> list[RunInfo]:
         """Every run, oldest first."""
         rows = self._db.execute(

@@ -112,6 +112,8 @@ class FederationSpec:
     dropout: float = 0.0
     input_shape: tuple[int, ...] | None = None
     faults: tuple[tuple[int, str], ...] = ()  # simulation demo: partition -> injected fault
+    evaluate_sites: bool = True  # after training, each node evaluates the final model on its rows
+    local_baseline: bool = False  # simulation: also train each client alone, for comparison
     source_path: str = field(default="", compare=False)  # the file it came from, for messages
 
     # -- views ----------------------------------------------------------------------------------
@@ -167,6 +169,8 @@ class FederationSpec:
             out["input-shape"] = list(self.input_shape)
         if self.faults:
             out["faults"] = {str(k): v for k, v in self.faults}
+        out["evaluate-sites"] = self.evaluate_sites
+        out["local-baseline"] = self.local_baseline
         if self.data is not None:
             data: dict[str, Any] = {
                 "source": self.data.source, "label": self.data.label,
@@ -242,7 +246,7 @@ def _merge(raw: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, An
 _TOP_KEYS = {
     "name", "description", "model", "task", "data", "evaluate", "clients", "frameworks",
     "fraction-train", "min-train-nodes", "rounds", "seed", "strategy", "strategy-config", "train",
-    "standardize", "dropout", "input-shape", "faults",
+    "standardize", "dropout", "input-shape", "faults", "evaluate-sites", "local-baseline",
 }
 #: Faults a simulated node can be told to inject (demo and tests of failure handling).
 FAULTS = ("raise", "nan")
@@ -480,6 +484,8 @@ def parse_spec(raw: Mapping[str, Any], *, source: str = "spec", base_dir: Path |
         dropout=top.number("dropout", 0.0, low=0.0, high=0.95),
         input_shape=input_shape, source_path=source,
         faults=tuple(sorted((int(k), str(v)) for k, v in faults.items())),
+        evaluate_sites=top.flag("evaluate-sites", True),
+        local_baseline=top.flag("local-baseline", False),
     )
 
 

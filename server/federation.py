@@ -21,16 +21,16 @@ from typing import Any
 
 import numpy as np
 import onnx
-from flwr.app import ConfigRecord, Message, MessageType, RecordDict
+from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MessageType, RecordDict
 from flwr.serverapp import Grid
 
 from exchange import wire
 from exchange.definition import Definition
 from exchange.errors import FlonnxError
+from exchange.evaluation import evaluate_rows
 from exchange.lineage import VersionKind, VersionRecord, environment
-from exchange.models import StartingModel, load_starting_model, with_metadata
-from exchange.ort import evaluate_model
-from exchange.preprocess import METADATA_KEY, LocalStats, Preprocessing, combine_stats, wrap_model
+from exchange.models import StartingModel, input_width, load_starting_model, with_metadata
+from exchange.preprocess import METADATA_KEY, LocalStats, Preprocessing, combine_stats
 from exchange.registry import Registry
 from exchange.seeds import derive_seed
 from exchange.sources import evaluation_source
@@ -42,7 +42,22 @@ from server.settings import Settings
 from server.strategies import DP_CLIPPING_MODE, build_strategy
 from server.strategy_state import capture_state, restore_state
 
-__all__ = ["Federation", "RoundFailed", "initial_model"]
+__all__ = ["Federation", "RoundFailed", "initial_model", "site_summary"]
+
+#: The metric whose worst site, mean and spread a site evaluation reports, per task.
+SITE_METRIC = {"classification": "accuracy", "binary": "accuracy", "regression": "r2"}
+
+
+def site_summary(sites: dict[str, dict[str, float]], task: str) -> dict[str, Any]:
+    """Worst site, mean and spread (max - min) of the task's headline metric across sites."""
+    metric = SITE_METRIC[task]
+    values = {k: m[metric] for k, m in sites.items() if metric in m}
+    if not values:
+        return {"metric": metric}
+    worst = min(values, key=lambda k: (values[k], k))
+    return {"metric": metric, "worst_site": worst, "worst": values[worst],
+            "mean": float(np.mean(list(values.values()))),
+            "spread": float(max(values.values()) - min(values.values()))}
 
 
 class RoundFailed(FlonnxError):
@@ -100,7 +115,8 @@ class Federation:
         spec = self.spec
         start = load_starting_model(spec.model, seed=spec.seed, input_shape=spec.input_shape)
         start_definition, _, _ = initial_model(self.settings, start=start)
-        clients, stats = self._handshake(stats=self._needs_stats(start_definition))
+        clients, stats = self._handshake(stats=self._needs_stats(start_definition),
+                                         width=input_width(start_definition.proto))
         self._clients = clients
         preprocessing = self._preprocessing(start_definition, stats)
         definition, weights, origin = initial_model(self.settings, preprocessing, start)
@@ -124,7 +140,8 @@ class Federation:
                                  head=record.version_id, state_id=self._save_state())
             self.reporter.start(run_id, self.spec.name, record.version_id, metrics)
             head = _Head(0, record.version_id, weights, record.weights_id)
-            self._rounds(run_id, definition, head, clients)
+            head = self._rounds(run_id, definition, head, clients)
+            self._evaluate_sites(run_id, definition, head)
         except BaseException:
             self.registry.set_status(run_id, "failed")
             raise
@@ -150,14 +167,16 @@ class Federation:
         definition = self.registry.get_definition(record.definition_id)
         weights = self.registry.get_weights(record.weights_id)
         self.on_run_created(run_id)
-        self.registry.update_config(run_id, self.settings.to_json())
+        self.registry.update_config(run_id, {**self.registry.run(run_id).config,
+                                             **self.settings.to_json()})
         self.registry.set_status(run_id, "running")
         try:
             self.reporter.start(run_id, self.spec.name, heads[last], dict(record.metrics),
                                 resumed_from=last)
-            clients, _ = self._handshake(stats=False)
-            self._rounds(run_id, definition, _Head(last, heads[last], weights, record.weights_id),
-                         clients)
+            clients, _ = self._handshake(stats=False, width=input_width(definition.proto))
+            head = self._rounds(run_id, definition,
+                                _Head(last, heads[last], weights, record.weights_id), clients)
+            self._evaluate_sites(run_id, definition, head)
         except BaseException:
             self.registry.set_status(run_id, "failed")
             raise
@@ -172,15 +191,7 @@ class Federation:
         """Server-side evaluation with ONNX Runtime of the served model (preprocessing included)."""
         if self.eval_data is None:
             return {}
-        x, y = self.eval_data
-        model = definition.materialize(weights)
-        if METADATA_KEY in definition.metadata:
-            model = wrap_model(model, Preprocessing.from_json(definition.metadata[METADATA_KEY]))
-        else:
-            dims = _input_dims(model)
-            if dims is not None and len(dims) > 1:
-                x = x.reshape((len(x), *dims))
-        return evaluate_model(model, x, y, self.spec.task)
+        return evaluate_rows(definition, weights, *self.eval_data, self.spec.task)
 
     def _needs_stats(self, definition: Definition) -> bool:
         """Statistics are gathered for standardisation or mean imputation of a tabular input."""
@@ -198,7 +209,7 @@ class Federation:
 
     # -- rounds ---------------------------------------------------------------------------------
     def _rounds(self, run_id: str, definition: Definition, head: _Head,
-                clients: dict[str, ClientInfo]) -> None:
+                clients: dict[str, ClientInfo]) -> _Head:
         self._clients = clients
         for rnd in range(head.round + 1, self.settings.rounds + 1):
             started = time.perf_counter()
@@ -206,13 +217,56 @@ class Federation:
             summary.seconds = time.perf_counter() - started
             self.history.append(summary)
             self.reporter.round(summary)
+        return head
 
-    def _handshake(self, *, stats: bool) -> tuple[dict[str, ClientInfo], dict[str, LocalStats]]:
+    def _evaluate_sites(self, run_id: str, definition: Definition, head: _Head) -> None:
+        """Each node evaluates the final version on its own rows and sends back metrics only.
+
+        Recorded with the run (``site_evaluation``: client -> metrics, and the worst, mean and
+        spread of the headline metric); a node that cannot evaluate is listed with its reason.
+        """
+        if not self.spec.evaluate_sites:
+            return
+        keys = sorted(k for k in self._clients if k not in self._refused)
+        lineage: dict[str, Any] = {
+            wire.LINEAGE_RUN: run_id, wire.LINEAGE_ROUND: head.round, wire.LINEAGE_VERSION: head.version_id,
+            wire.LINEAGE_DEFINITION_ID: definition.id, wire.LINEAGE_WEIGHTS_ID: head.weights_id,
+            wire.LINEAGE_DEFINITION: definition.canonical_bytes, wire.LINEAGE_SEED: 0,
+        }
+        arrays = ArrayRecord({k: Array(np.ascontiguousarray(v)) for k, v in head.weights.items()})
+        by_node = {self._clients[k].node_id: k for k in keys}
+        messages = [Message(RecordDict({
+            wire.ARRAYS: arrays, wire.LINEAGE: ConfigRecord(lineage),  # type: ignore[arg-type]
+            wire.CONFIG: ConfigRecord({wire.CONFIG_TASK: self.spec.task}),
+        }), dst_node_id=self._clients[k].node_id, message_type=MessageType.EVALUATE) for k in keys]
+        sites: dict[str, dict[str, float]] = {}
+        failed: dict[str, str] = {}
+        for reply in self.grid.send_and_receive(messages, timeout=self.settings.round_timeout):
+            key = by_node.get(reply.metadata.src_node_id)
+            if key is None:
+                continue
+            if reply.has_error():
+                failed[key] = f"evaluation failed: {str(reply.error.reason)[:500]}"
+            elif wire.REFUSAL in reply.content:
+                failed[key] = str(reply.content[wire.REFUSAL][wire.REFUSAL_REASON])[:500]
+            elif wire.METRICS in reply.content.metric_records:
+                values = dict(reply.content[wire.METRICS])
+                metrics = {str(k): float(v) for k, v in values.items()  # type: ignore[arg-type]
+                           if isinstance(v, int | float) and np.isfinite(float(v))}  # type: ignore[arg-type]
+                sites[key] = metrics
+        summary = site_summary(sites, self.spec.task)
+        self.registry.annotate_run(run_id, "site_evaluation", {
+            "version_id": head.version_id, "sites": sites, "failed": failed, "summary": summary})
+        self.reporter.sites(sites, failed, summary)
+
+    def _handshake(self, *, stats: bool, width: int | None = None
+                   ) -> tuple[dict[str, ClientInfo], dict[str, LocalStats]]:
         """Ask every node who it is; gather feature statistics if ``stats``.
 
         A node whose data is unusable answers with a refusal: it stays in the federation (it may
         be fixed and it is sampled like any other, refusing each round), and its reason is
-        recorded with the initial version.
+        recorded with the initial version. So is a node whose data has another number of features
+        than ``width`` (the model's, if static): its refusal is known before any round.
         """
         deadline = time.monotonic() + self.settings.round_timeout
         while len(node_ids := list(self.grid.get_node_ids())) < self.settings.min_available_nodes:
@@ -250,6 +304,10 @@ class Federation:
                 self._refused[key] = f"refused at the handshake: {str(refusal)[:2000]}"
                 continue
             widths[key] = int(str(info.get(wire.REPLY_NUM_FEATURES, 0)))
+            if width is not None and widths[key] != width:
+                # the same words as the node's own refusal in every round (client.app.prepare_data)
+                self._refused[key] = f"the data has {widths[key]} features but the model expects {width}"
+                continue
             if stats and wire.STATS in reply.content.array_records:
                 arrays = {k: v.numpy() for k, v in reply.content.array_records[wire.STATS].items()}
                 try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -57,6 +58,10 @@ class Reporter:
     def note(self, text: str) -> None:
         """Something worth a line (e.g. a node that refused at the handshake)."""
 
+    def sites(self, sites: dict[str, dict[str, float]], failed: dict[str, str],
+              summary: dict[str, Any]) -> None:
+        """Each node's metrics of the final version on its own rows."""
+
     def finish(self, run_id: str, history: list[RoundSummary]) -> None:
         """The last round was committed."""
 
@@ -80,6 +85,29 @@ class ConsoleReporter(Reporter):
     def note(self, text: str) -> None:
         """Print ``text`` (escaped: it may come from a client)."""
         self.console.print(f"  [yellow]note[/] {escape(text)}", soft_wrap=True)
+
+    def sites(self, sites: dict[str, dict[str, float]], failed: dict[str, str],
+              summary: dict[str, Any]) -> None:
+        """A table of per-site metrics (first 20 sites) and the worst/mean/spread line."""
+        if not sites and not failed:
+            return
+        shown = [k for k in HEADLINE_METRICS if any(k in m for m in sites.values())]
+        table = Table(title="final model on each site's own data")
+        for column in ("site", *shown):
+            table.add_column(column, justify="left" if column == "site" else "right")
+        for key in sorted(sites)[:20]:
+            table.add_row(escape(key), *(f"{sites[key].get(k, float('nan')):.4f}" for k in shown))
+        if len(sites) > 20:
+            table.add_row(f"… {len(sites) - 20} more", *("" for _ in shown))
+        self.console.print(table)
+        if "worst" in summary:
+            self.console.print(
+                f"sites: {summary['metric']} worst {summary['worst']:.4f} "
+                f"({escape(summary['worst_site'])}) · mean {summary['mean']:.4f} · spread "
+                f"{summary['spread']:.4f}", soft_wrap=True)
+        for key, reason in sorted(failed.items()):
+            self.console.print(f"  [yellow]site {escape(key)} did not evaluate:[/] {escape(reason)}",
+                               soft_wrap=True)
 
     def round(self, summary: RoundSummary) -> None:
         """Print one line for the round, and its rejections."""

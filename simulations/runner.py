@@ -98,4 +98,31 @@ def simulate(
         raise SimulationFailed(f"{len(errors)} run(s) failed: {lines}", run_ids, errors)
     if not run_ids:
         raise FlonnxError("the simulation ended without running the ServerApp (see the log above)")
+    if spec.local_baseline and not config.get("resume"):
+        _compare_local(spec, str(config.get("registry", "runs")), run_ids, reporter)
     return run_ids
+
+
+def _compare_local(spec: FederationSpec, registry: str, run_ids: list[str],
+                   reporter: Reporter | None) -> None:
+    """Train each client alone, print federated vs mean local-only, record it with every run."""
+    from exchange.registry import Registry
+    from simulations.baseline import local_baseline
+
+    baseline = local_baseline(spec, registry, run_ids[0])
+    if not baseline:
+        return
+    metric = baseline["metric"]
+    with Registry(registry) as reg:
+        for run_id in run_ids:
+            reg.annotate_run(run_id, "local_baseline", baseline)
+            head = reg.heads(run_id)
+            federated = reg.record(head[max(head)]).metrics.get(metric, float("nan"))
+            line = (f"{metric}: federated {federated:.4f} (run {run_id}) vs mean local-only "
+                    f"{baseline['mean']:.4f} (each client alone for {baseline['epochs']} epochs: "
+                    + ", ".join(f"{k} {c['framework']} {c['metrics'][metric]:.3f}"
+                                for k, c in baseline["clients"].items()) + ")")
+            if reporter is not None:
+                reporter.note(line)
+            else:
+                print(line)

@@ -1,0 +1,47 @@
+"""Evaluate a version on raw rows, as the exported model would see them (ONNX Runtime).
+
+The served model is the definition with its weights and, when the federation standardises or
+imputes, the preprocessing wrapped around it as ONNX nodes (:func:`exchange.preprocess.wrap_model`);
+without preprocessing, rows are reshaped to the model's input (e.g. 64 columns to ``1×8×8``). The
+server evaluates on its evaluation source with this; a node evaluates the final model on its own
+rows with it and sends back metrics only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import onnx
+
+from exchange.definition import Definition
+from exchange.ort import evaluate_model
+from exchange.preprocess import METADATA_KEY, Preprocessing, wrap_model
+
+__all__ = ["evaluate_rows", "served_model"]
+
+
+def served_model(definition: Definition, weights: Mapping[str, np.ndarray]) -> onnx.ModelProto:
+    """The standalone model a user runs on raw rows (preprocessing included)."""
+    model = definition.materialize(weights)
+    if METADATA_KEY in definition.metadata:
+        model = wrap_model(model, Preprocessing.from_json(definition.metadata[METADATA_KEY]))
+    return model
+
+
+def _input_dims(model: onnx.ModelProto) -> tuple[int, ...] | None:
+    inits = {t.name for t in model.graph.initializer}
+    value = next(v for v in model.graph.input if v.name not in inits)
+    dims = tuple(d.dim_value for d in value.type.tensor_type.shape.dim[1:])
+    return dims if dims and all(d > 0 for d in dims) else None
+
+
+def evaluate_rows(
+    definition: Definition, weights: Mapping[str, np.ndarray], x: np.ndarray, y: np.ndarray, task: str
+) -> dict[str, float]:
+    """The task's metrics of this version on raw rows ``x`` (NaN = missing) and labels/targets ``y``."""
+    model = served_model(definition, weights)
+    dims = _input_dims(model)
+    if dims is not None and len(dims) > 1:
+        x = x.reshape((len(x), *dims))
+    return evaluate_model(model, np.ascontiguousarray(x, np.float32), y, task)
