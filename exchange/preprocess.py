@@ -177,6 +177,8 @@ def wrap_model(model: onnx.ModelProto, pre: Preprocessing) -> onnx.ModelProto:
     if len(dims) != 2:
         raise InvalidModel(f"feature standardisation needs a [batch, features] input; "
                            f"{value.name!r} has rank {len(dims)}")
+    if value.type.tensor_type.elem_type not in (TensorProto.FLOAT, TensorProto.DOUBLE):
+        raise InvalidModel("feature standardisation needs a float32 or float64 input")
     dtype = helper.tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type)
     raw, inner = value.name, "flonnx_pre/standardised"
     mean = np.asarray(pre.mean, dtype)
@@ -206,6 +208,4 @@ def wrap_model(model: onnx.ModelProto, pre: Preprocessing) -> onnx.ModelProto:
     graph.ClearField("node")
     graph.node.extend(nodes_all)
     graph.initializer.extend(constants)
-    if TensorProto.FLOAT != value.type.tensor_type.elem_type and dtype != np.float64:
-        raise InvalidModel("feature standardisation supports float32 and float64 inputs")
     return out
