@@ -298,12 +298,12 @@ class Federation:
                 node_id=reply.metadata.src_node_id, key=key,
                 framework=str(info.get(wire.REPLY_FRAMEWORK, ""))[:100],
                 framework_version=str(info.get(wire.REPLY_FRAMEWORK_VERSION, ""))[:100],
-                num_examples=int(str(info.get(wire.REPLY_NUM_EXAMPLES, 0))),
+                num_examples=_count(info.get(wire.REPLY_NUM_EXAMPLES, 0)),
             )
             if refusal is not None:
                 self._refused[key] = f"refused at the handshake: {str(refusal)[:2000]}"
                 continue
-            widths[key] = int(str(info.get(wire.REPLY_NUM_FEATURES, 0)))
+            widths[key] = _count(info.get(wire.REPLY_NUM_FEATURES, 0))
             if width is not None and widths[key] != width:
                 # the same words as the node's own refusal in every round (client.app.prepare_data)
                 self._refused[key] = f"the data has {widths[key]} features but the model expects {width}"
@@ -434,6 +434,11 @@ class Federation:
         )
         return _Head(rnd, aggregate.version_id, new_weights, aggregate.weights_id), summary
 
+
+
+def _count(value: object) -> int:
+    """A non-negative count from a node's reply (untrusted); anything else counts as 0."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
 
 
 def _input_dims(model: onnx.ModelProto) -> tuple[int, ...] | None:

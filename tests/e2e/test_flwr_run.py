@@ -1,4 +1,4 @@
-"""`flwr run .` runs the same app with the defaults of [tool.flwr.app.config]."""
+"""`flwr run .` runs the same app: a spec named in run config gives the same versions as `flonnx simulate`."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -39,7 +40,9 @@ def _pids_mentioning(marker: str) -> list[int]:
 
 
 @pytest.mark.skipif(not FLWR.exists(), reason="flwr CLI is not installed next to this Python")
-def test_flwr_run_uses_the_app_defaults_and_writes_the_registry(tmp_path: Path) -> None:
+def test_flwr_run_of_a_spec_gives_the_versions_flonnx_simulate_gave(
+    tmp_path: Path, hospitals_run: dict[str, Any],
+) -> None:
     home, work = tmp_path / "flwr-home", tmp_path / "work"
     work.mkdir()
     ports = {"FLWR_LOCAL_SUPERLINK_HTTP_API_PORT": str(_free_port()),
@@ -50,7 +53,7 @@ def test_flwr_run_uses_the_app_defaults_and_writes_the_registry(tmp_path: Path) 
     try:
         result = subprocess.run(
             [str(FLWR), "run", str(ROOT), "--stream", "--run-config",
-             f'num-server-rounds=2 registry="{registry}"'],
+             f'spec="hospitals" registry="{registry}"', "--federation-config", "num-supernodes=5"],
             cwd=work, env=env, capture_output=True, text=True, timeout=420,
         )
     finally:
@@ -63,8 +66,11 @@ def test_flwr_run_uses_the_app_defaults_and_writes_the_registry(tmp_path: Path) 
 
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
-    assert "round 2/2 · replies 2/2 (jax 1, torch 1)" in output
+    assert "round 10/10 · replies 5/5 (jax 2, sklearn 1, torch 2)" in output
     with Registry(registry, create=False) as reg:
         (run,) = reg.runs()
-        assert run.status == "completed" and run.last_round == 2
+        assert run.status == "completed" and run.last_round == 10
         assert reg.verify(run.run_id)[1] == []
+        ids = [(v.record.round, v.record.kind.value, v.version_id) for v in reg.versions(run.run_id)]
+    expected = [(v["round"], v["kind"], v["version_id"]) for v in hospitals_run["versions"]]
+    assert ids == expected
