@@ -16,6 +16,7 @@ handshake and in every round it is sampled, and the server records it in the lin
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -34,7 +35,7 @@ from exchange.hashing import canonical_json, weights_id
 from exchange.lineage import environment
 from exchange.preprocess import METADATA_KEY, Preprocessing, local_stats
 from exchange.seeds import derive_seed
-from exchange.sources import node_source
+from exchange.sources import DataSource, Vocabularies, node_source
 from exchange.spec import FederationSpec, assign_frameworks, spec_from_run_config
 
 __all__ = ["app", "make_client_app", "prepare_data"]
@@ -123,6 +124,26 @@ def prepare_data(
     return np.ascontiguousarray(x, np.float32), y
 
 
+def _vocabularies(text: str) -> Vocabularies:
+    """The agreed categorical values the server sent (JSON ``{column: [values]}``)."""
+    try:
+        data = json.loads(text or "{}")
+        return tuple((str(c), tuple(str(v) for v in data[c])) for c in sorted(data))
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise DataError(f"the server's vocabularies are not readable: {exc}") from exc
+
+
+def _load(source: DataSource, definition: Definition) -> tuple[np.ndarray, np.ndarray]:
+    """The node's rows, categorical columns encoded with the definition's vocabularies."""
+    vocabularies = None
+    if source.schema.categorical:
+        if METADATA_KEY not in definition.metadata:
+            raise DataError("the data has categorical columns but the federation agreed no "
+                            "vocabularies for them")
+        vocabularies = Preprocessing.from_json(definition.metadata[METADATA_KEY]).vocabularies
+    return source.load(vocabularies)
+
+
 def _finite(value: float) -> float:
     """MetricRecords carry finite floats; an unbounded difference is reported as float max."""
     return value if np.isfinite(value) else float(np.finfo(np.float64).max)
@@ -165,7 +186,18 @@ def make_client_app(spec: FederationSpec | None = None) -> ClientApp:
             run_spec = _spec(context, spec)
             key, framework = _identity(context.node_config, run_spec)
             trainer = _trainer(context.node_config, run_spec, framework)
-            x, y = node_source(context.node_config, run_spec, task).load()
+            source = node_source(context.node_config, run_spec, task)
+            categories = source.categories()
+            vocabularies = _vocabularies(str(request.get(wire.HELLO_VOCABULARIES, "{}")))
+            if categories and not vocabularies:
+                # first handshake: report the values; the server answers with the agreed ones
+                return Message(RecordDict({wire.HELLO: ConfigRecord({
+                    wire.REPLY_CLIENT: key, wire.REPLY_FRAMEWORK: framework,
+                    wire.REPLY_FRAMEWORK_VERSION: trainer.version(),
+                    wire.REPLY_CATEGORIES: json.dumps(categories),
+                    wire.REPLY_FEATURES: json.dumps(source.features()),
+                })}), reply_to=msg)
+            x, y = source.load(vocabularies if source.schema.categorical else None)
         except FlonnxError as exc:
             key = str(context.node_config.get("client-id")
                       or f"partition-{context.node_config.get('partition-id')}")
@@ -176,6 +208,7 @@ def make_client_app(spec: FederationSpec | None = None) -> ClientApp:
             wire.REPLY_CLIENT: key, wire.REPLY_FRAMEWORK: framework,
             wire.REPLY_FRAMEWORK_VERSION: trainer.version(), wire.REPLY_NUM_EXAMPLES: len(y),
             wire.REPLY_NUM_FEATURES: int(x.shape[1]),
+            wire.REPLY_FEATURES: json.dumps(source.features()),
         })})
         if bool(request.get(wire.HELLO_STATS, False)):
             stats = local_stats(x, y if task == "regression" else None)
@@ -189,7 +222,7 @@ def make_client_app(spec: FederationSpec | None = None) -> ClientApp:
         task = str(msg.content[wire.CONFIG].get(wire.CONFIG_TASK, "classification"))
         run_spec = _spec(context, spec)
         try:
-            x, y = node_source(context.node_config, run_spec, task).load()
+            x, y = _load(node_source(context.node_config, run_spec, task), definition)
             metrics = evaluate_rows(definition, weights, x, y, task)
         except FlonnxError as exc:
             return _refuse(msg, str(exc))
@@ -212,7 +245,7 @@ def make_client_app(spec: FederationSpec | None = None) -> ClientApp:
                 if draw < run_spec.dropout:
                     raise _Refusal(f"dropped out (simulated device dropout, p={run_spec.dropout})")
             trainer = _trainer(context.node_config, run_spec, framework)
-            x, y = node_source(context.node_config, run_spec, task).load()
+            x, y = _load(node_source(context.node_config, run_spec, task), definition)
             x, y = prepare_data(definition, task, x, y)
             result = trainer.train(definition, weights, x, y, config)
         except ParityError as exc:

@@ -10,6 +10,7 @@ rows with it and sends back metrics only.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 
 import numpy as np
 import onnx
@@ -39,8 +40,16 @@ def _input_dims(model: onnx.ModelProto) -> tuple[int, ...] | None:
 def evaluate_rows(
     definition: Definition, weights: Mapping[str, np.ndarray], x: np.ndarray, y: np.ndarray, task: str
 ) -> dict[str, float]:
-    """The task's metrics of this version on raw rows ``x`` (NaN = missing) and labels/targets ``y``."""
-    model = served_model(definition, weights)
+    """The task's metrics of this version on rows ``x`` (NaN = missing) and labels/targets ``y``.
+
+    ``x`` holds numeric columns as they are and categorical ones already one-hot encoded (as
+    :meth:`exchange.sources.DataSource.load` gives them): the served model minus its string
+    encoding (which ``tests/exchange/test_preprocess.py`` checks against the full one).
+    """
+    model = definition.materialize(weights)
+    if METADATA_KEY in definition.metadata:
+        pre = Preprocessing.from_json(definition.metadata[METADATA_KEY])
+        model = wrap_model(model, replace(pre, vocabularies=()))
     dims = _input_dims(model)
     if dims is not None and len(dims) > 1:
         x = x.reshape((len(x), *dims))

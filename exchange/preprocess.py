@@ -93,6 +93,8 @@ class Preprocessing:
     standardize: bool = True
     target_mean: float | None = None
     target_std: float | None = None
+    features: tuple[str, ...] = ()  # the raw feature columns in order (with categorical ones)
+    vocabularies: tuple[tuple[str, tuple[str, ...]], ...] = ()  # categorical column -> its values
 
     # -- applying ---------------------------------------------------------------------------------
     def apply(self, x: np.ndarray) -> np.ndarray:
@@ -119,6 +121,8 @@ class Preprocessing:
         return json.dumps({
             "mean": list(self.mean), "std": list(self.std), "standardize": self.standardize,
             "target_mean": self.target_mean, "target_std": self.target_std,
+            "features": list(self.features),
+            "vocabularies": {column: list(values) for column, values in self.vocabularies},
         }, sort_keys=True, separators=(",", ":"))
 
     @classmethod
@@ -128,9 +132,12 @@ class Preprocessing:
             data = json.loads(text)
             mean = tuple(float(v) for v in data["mean"])
             std = tuple(float(v) for v in data["std"])
+            vocab = data.get("vocabularies", {})
             out = cls(mean, std, bool(data["standardize"]),
                       None if data["target_mean"] is None else float(data["target_mean"]),
-                      None if data["target_std"] is None else float(data["target_std"]))
+                      None if data["target_std"] is None else float(data["target_std"]),
+                      tuple(str(f) for f in data.get("features", [])),
+                      tuple((str(c), tuple(str(v) for v in vocab[c])) for c in sorted(vocab)))
         except (ValueError, KeyError, TypeError) as exc:
             raise InvalidModel(f"malformed {METADATA_KEY} metadata: {exc}") from exc
         numbers = [*mean, *std] + [v for v in (out.target_mean, out.target_std) if v is not None]
@@ -139,8 +146,15 @@ class Preprocessing:
         return out
 
 
-def combine_stats(stats: Sequence[LocalStats], *, standardize: bool, regression: bool) -> Preprocessing:
-    """Add the nodes' statistics (in the given order, which the caller fixes) into constants."""
+def combine_stats(
+    stats: Sequence[LocalStats], *, standardize: bool, regression: bool,
+    features: Sequence[str] = (), vocabularies: Mapping[str, Sequence[str]] | None = None,
+) -> Preprocessing:
+    """Add the nodes' statistics (in the given order, which the caller fixes) into constants.
+
+    ``features`` and ``vocabularies`` (categorical columns, agreed at the handshake) are carried
+    along so the served model can take the raw columns.
+    """
     if not stats:
         raise FlonnxError("no node reported feature statistics")
     count = np.sum([s.count for s in stats], axis=0)
@@ -156,7 +170,8 @@ def combine_stats(stats: Sequence[LocalStats], *, standardize: bool, regression:
         tm, ts = _moments(t[:1], t[1:2], t[2:3])
         target_mean, target_std = float(tm[0]), float(ts[0])
     return Preprocessing(tuple(float(v) for v in mean), tuple(float(v) for v in std),
-                         standardize, target_mean, target_std)
+                         standardize, target_mean, target_std, tuple(features),
+                         tuple((c, tuple(v)) for c, v in sorted((vocabularies or {}).items())))
 
 
 def wrap_model(model: onnx.ModelProto, pre: Preprocessing) -> onnx.ModelProto:
@@ -181,6 +196,10 @@ def wrap_model(model: onnx.ModelProto, pre: Preprocessing) -> onnx.ModelProto:
         raise InvalidModel("feature standardisation needs a float32 or float64 input")
     dtype = helper.tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type)
     raw, inner = value.name, "flonnx_pre/standardised"
+    encoding: list[onnx.NodeProto] = []
+    if pre.vocabularies:
+        encoding = _encode_categorical(out, value, pre, "flonnx_pre/encoded")
+        raw = "flonnx_pre/encoded"
     mean = np.asarray(pre.mean, dtype)
     std = np.asarray(pre.std if pre.standardize else np.ones(len(pre.std)), dtype)
     nodes = [
@@ -192,7 +211,7 @@ def wrap_model(model: onnx.ModelProto, pre: Preprocessing) -> onnx.ModelProto:
     constants = [numpy_helper.from_array(mean, "flonnx_pre/mean"),
                  numpy_helper.from_array(std, "flonnx_pre/std")]
     for node in graph.node:
-        node.input[:] = [inner if name == raw else name for name in node.input]
+        node.input[:] = [inner if name == value.name else name for name in node.input]
     suffix: list[onnx.NodeProto] = []
     if pre.target_mean is not None and pre.target_std is not None:
         target = graph.output[0]
@@ -204,8 +223,56 @@ def wrap_model(model: onnx.ModelProto, pre: Preprocessing) -> onnx.ModelProto:
                       numpy_helper.from_array(np.asarray(pre.target_mean, out_dtype), "flonnx_post/mean")]
         suffix = [helper.make_node("Mul", [scaled, "flonnx_post/std"], ["flonnx_post/scaled"]),
                   helper.make_node("Add", ["flonnx_post/scaled", "flonnx_post/mean"], [target.name])]
-    nodes_all = [*nodes, *graph.node, *suffix]
+    nodes_all = [*encoding, *nodes, *graph.node, *suffix]
     graph.ClearField("node")
     graph.node.extend(nodes_all)
     graph.initializer.extend(constants)
     return out
+
+
+def _encode_categorical(model: onnx.ModelProto, value: onnx.ValueInfoProto, pre: Preprocessing,
+                        output: str) -> list[onnx.NodeProto]:
+    """Replace the model's input by the raw columns.
+
+    Numeric columns arrive in one float input (the model input's name), each categorical column as
+    a string input ``[batch]`` named after it, one-hot encoded over its vocabulary with an
+    ``<other>`` column (ai.onnx.ml OneHotEncoder); the blocks are concatenated in feature order.
+    """
+    graph = model.graph
+    vocab = dict(pre.vocabularies)
+    numeric = [f for f in pre.features if f not in vocab]
+    elem = value.type.tensor_type.elem_type
+    graph.input.remove(value)
+    graph.input.append(helper.make_tensor_value_info(value.name, elem, ["batch", len(numeric)]))
+    nodes: list[onnx.NodeProto] = []
+    blocks: list[str] = []
+    graph.initializer.append(numpy_helper.from_array(np.asarray([1], np.int64), "flonnx_pre/axis1"))
+    for j, feature in enumerate(pre.features):
+        tag = f"flonnx_pre/f{j}"
+        if feature not in vocab:
+            i = numeric.index(feature)
+            graph.initializer.extend([numpy_helper.from_array(np.asarray([i], np.int64), f"{tag}/start"),
+                                      numpy_helper.from_array(np.asarray([i + 1], np.int64), f"{tag}/end")])
+            nodes.append(helper.make_node("Slice", [value.name, f"{tag}/start", f"{tag}/end",
+                                                    "flonnx_pre/axis1"], [tag]))
+        else:
+            graph.input.append(helper.make_tensor_value_info(feature, TensorProto.STRING, ["batch"]))
+            nodes += [
+                helper.make_node("OneHotEncoder", [feature], [f"{tag}/hot"], domain="ai.onnx.ml",
+                                 cats_strings=list(vocab[feature]) or ["\x00"], zeros=1),
+                helper.make_node("Cast", [f"{tag}/hot"], [f"{tag}/hotf"], to=elem),
+                helper.make_node("ReduceSum", [f"{tag}/hotf", "flonnx_pre/axis1"], [f"{tag}/sum"],
+                                 keepdims=1),
+                helper.make_node("Sub", ["flonnx_pre/one", f"{tag}/sum"], [f"{tag}/other"]),
+            ]
+            if vocab[feature]:
+                nodes.append(helper.make_node("Concat", [f"{tag}/hotf", f"{tag}/other"], [tag], axis=1))
+            else:
+                nodes.append(helper.make_node("Identity", [f"{tag}/other"], [tag]))
+        blocks.append(tag)
+    graph.initializer.append(numpy_helper.from_array(
+        np.asarray(1.0, helper.tensor_dtype_to_np_dtype(elem)), "flonnx_pre/one"))
+    nodes.append(helper.make_node("Concat", blocks, [output], axis=1))
+    if not any(o.domain == "ai.onnx.ml" for o in model.opset_import):
+        model.opset_import.add(domain="ai.onnx.ml", version=3)
+    return nodes

@@ -27,6 +27,7 @@ from exchange.spec import BUILTIN_DATASETS, DataSpec, FederationSpec
 
 __all__ = [
     "DataSource",
+    "Vocabularies",
     "evaluation_source",
     "node_source",
     "partition_plan",
@@ -57,9 +58,37 @@ class DataSource:
             return f"partition {self.partition_id} of {self.num_partitions} of {name} ({self.partition})"
         return f"{name} (hold-out)" if self.rows == "holdout" else name
 
-    def load(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(x [N, F] float32 with NaN for imputable missing values, y)``; :class:`DataError` if bad."""
-        x, y = _converted(self.dataset, self.schema, self.task)
+    def load(self, vocabularies: Vocabularies | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``(x [N, F] float32 with NaN for imputable missing values, y)``; :class:`DataError` if bad.
+
+        Categorical columns are one-hot encoded over ``vocabularies`` (agreed at the handshake).
+        """
+        if self.schema.categorical and vocabularies is None:
+            raise DataError("categorical columns need the federation's vocabularies")
+        index = self._index()
+        x, y = _converted(self.dataset, self.schema, self.task, vocabularies or ())
+        return x[index], y[index]
+
+    def features(self) -> list[str]:
+        """The raw feature columns in order.
+
+        If the schema names none: every column but the label and the excluded ones.
+        """
+        features = self.schema.resolve(_table(self.dataset)).features
+        return list(features or ())
+
+    def categories(self) -> dict[str, list[str]]:
+        """This node's values of each categorical column (for the federated vocabulary)."""
+        if not self.schema.categorical:
+            return {}
+        from exchange.data import local_stats
+
+        table = _table(self.dataset).take(self._index())
+        found: dict[str, list[str]] = local_stats(table, self.schema)["categorical"]
+        return found
+
+    def _index(self) -> np.ndarray:
+        _, y = _converted(self.dataset, self.schema, self.task, _empty(self.schema))
         if self.rows == "all":
             index = np.arange(len(y))
         else:
@@ -75,7 +104,16 @@ class DataSource:
         if len(index) < self.schema.min_rows and self.rows != "holdout":
             raise DataError(f"{self.describe()} has {len(index)} rows; at least "
                             f"{self.schema.min_rows} are needed (min-rows)")
-        return x[index], y[index]
+        return index
+
+
+#: Categorical column -> its values in one-hot order (hashable, for caching).
+Vocabularies = tuple[tuple[str, tuple[str, ...]], ...]
+
+
+def _empty(schema: FeatureSchema) -> Vocabularies:
+    """Empty vocabularies: every categorical value is ``<other>`` (enough to read labels)."""
+    return tuple((column, ()) for column in schema.categorical)
 
 
 def _schema(data: DataSpec, overrides: Mapping[str, Any] | None = None) -> FeatureSchema:
@@ -109,13 +147,11 @@ def _table(dataset: str):  # type: ignore[no-untyped-def]
 
 
 @lru_cache(maxsize=8)
-def _converted(dataset: str, schema: FeatureSchema, task: str) -> tuple[np.ndarray, np.ndarray]:
-    table = _table(dataset)
-    means = None
-    if schema.missing == "impute-mean":
-        # NaN marks a missing cell; the federated mean replaces it (exchange.preprocess)
-        means = {column: float("nan") for column in schema.resolve(table).numeric}
-    return to_arrays(table, schema, task=task, means=means)
+def _converted(dataset: str, schema: FeatureSchema, task: str, vocabularies: Vocabularies
+               ) -> tuple[np.ndarray, np.ndarray]:
+    # no means: under impute-mean a missing numeric cell stays NaN, and the federated mean
+    # replaces it later (exchange.preprocess), the same constant at every node
+    return to_arrays(_table(dataset), schema, task=task, vocabularies=dict(vocabularies))
 
 
 @lru_cache(maxsize=8)
@@ -123,7 +159,7 @@ def _split(dataset: str, schema: FeatureSchema, task: str, holdout: float | None
            ) -> tuple[np.ndarray, np.ndarray]:
     from exchange.data import holdout as split
 
-    _, y = _converted(dataset, schema, task)
+    _, y = _converted(dataset, schema, task, _empty(schema))
     if not holdout:
         return np.arange(len(y)), np.arange(0)
     train, test = split(y, holdout, derive_seed(seed, "holdout"), stratify=task != "regression")
@@ -167,7 +203,7 @@ def partition_plan(spec: FederationSpec) -> list[dict[str, Any]]:
     train, _ = _split(data.source, schema, spec.task, spec.holdout, spec.seed)
     parts = _parts(data.source, schema, spec.task, spec.holdout, spec.seed, data.partition,
                    0 if data.partition_column else n)
-    _, y = _converted(data.source, schema, spec.task)
+    _, y = _converted(data.source, schema, spec.task, _empty(schema))
     return list(partition_summary(y[train], parts, spec.task))
 
 

@@ -31,6 +31,9 @@ LINEAGE_SEED = "seed"
 HELLO_TASK = "task"
 HELLO_STATS = "stats"  # true: reply with feature statistics (``flonnx.stats`` ArrayRecord)
 STATS = "flonnx.stats"  # client -> server: count/sum/squares per feature, target moments
+HELLO_VOCABULARIES = "vocabularies"  # JSON {column: [values]} agreed for categorical columns
+REPLY_CATEGORIES = "categories"  # JSON {column: [values seen at this node]}
+REPLY_FEATURES = "features"  # JSON [raw feature column names, in order]
 
 # server -> client, in the ``config`` record: client-side DP clipping the node must apply
 # ("fixed" or "adaptive"; absent = none). Flower's own clipping norm key rides along.

@@ -13,6 +13,7 @@ round, with the strategy state restored from the registry.
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -98,8 +99,8 @@ class Federation:
         self.built = build_strategy(settings.strategy, settings.strategy_config,
                                     settings.strategy_defaults())
         self.strategy, self.strategy_config = self.built.strategy, self.built.config
-        source = evaluation_source(self.spec)
-        self.eval_data = source.load() if source is not None else None
+        self.eval_source = evaluation_source(self.spec)
+        self._eval_cache: tuple[str, tuple[np.ndarray, np.ndarray]] | None = None
         self.server_env = environment()
         self.history: list[RoundSummary] = []
         self._clients: dict[str, ClientInfo] = {}
@@ -115,10 +116,14 @@ class Federation:
         spec = self.spec
         start = load_starting_model(spec.model, seed=spec.seed, input_shape=spec.input_shape)
         start_definition, _, _ = initial_model(self.settings, start=start)
-        clients, stats = self._handshake(stats=self._needs_stats(start_definition),
-                                         width=input_width(start_definition.proto))
+        needs_stats = self._needs_stats(start_definition)
+        width = input_width(start_definition.proto)
+        clients, stats = self._handshake(stats=needs_stats, width=width)
+        vocabularies, features = self._vocabularies()
+        if vocabularies:  # categorical columns: agree on their values, then encode and count
+            clients, stats = self._handshake(stats=True, width=width, vocabularies=vocabularies)
         self._clients = clients
-        preprocessing = self._preprocessing(start_definition, stats)
+        preprocessing = self._preprocessing(start_definition, stats, features, vocabularies)
         definition, weights, origin = initial_model(self.settings, preprocessing, start)
         run_id = self.registry.create_run(self.spec.name, self.settings.seed, {
             **self.settings.to_json(), "spec_id": self.spec.id, "spec_canonical": self.spec.canonical(),
@@ -189,23 +194,53 @@ class Federation:
 
     def evaluate(self, definition: Definition, weights: dict[str, np.ndarray]) -> dict[str, float]:
         """Server-side evaluation with ONNX Runtime of the served model (preprocessing included)."""
-        if self.eval_data is None:
+        if self.eval_source is None:
             return {}
-        return evaluate_rows(definition, weights, *self.eval_data, self.spec.task)
+        if self._eval_cache is None or self._eval_cache[0] != definition.id:
+            vocabularies = None
+            if self.eval_source.schema.categorical:
+                pre = Preprocessing.from_json(definition.metadata.get(METADATA_KEY, "{}"))
+                vocabularies = pre.vocabularies
+            self._eval_cache = (definition.id, self.eval_source.load(vocabularies))
+        return evaluate_rows(definition, weights, *self._eval_cache[1], self.spec.task)
 
     def _needs_stats(self, definition: Definition) -> bool:
-        """Statistics are gathered for standardisation or mean imputation of a tabular input."""
+        """Statistics are gathered for standardisation or mean imputation of a tabular input.
+
+        (Categorical columns always need them: the agreed vocabularies travel with the statistics.)
+        """
         rank2 = len(_input_dims(definition.proto) or (0,)) == 1
         imputing = self.spec.data is not None and self.spec.data.missing == "impute-mean"
         return rank2 and (self.spec.standardize or imputing)
 
     def _preprocessing(
-        self, definition: Definition, stats: dict[str, LocalStats]
+        self, definition: Definition, stats: dict[str, LocalStats], features: list[str],
+        vocabularies: dict[str, list[str]],
     ) -> Preprocessing | None:
         if not stats:
             return None
         return combine_stats([stats[k] for k in sorted(stats)], standardize=self.spec.standardize,
-                             regression=self.spec.task == "regression")
+                             regression=self.spec.task == "regression", features=features,
+                             vocabularies=vocabularies)
+
+    def _vocabularies(self) -> tuple[dict[str, list[str]], list[str]]:
+        """The union of the nodes' values per categorical column, and the raw feature order.
+
+        The feature order is the one most nodes reported (ties: the smallest); a node whose
+        order differs is refused rather than silently encoded in another order.
+        """
+        seen: dict[str, set[str]] = {}
+        for key in sorted(self._categories):
+            for column, values in self._categories[key].items():
+                seen.setdefault(column, set()).update(values)
+        if not seen:
+            return {}, []
+        orders: Counter[tuple[str, ...]] = Counter(
+            tuple(f) for k, f in self._features.items() if k not in self._refused)
+        if not orders:
+            return {}, []
+        features = list(sorted(orders.items(), key=lambda item: (-item[1], item[0]))[0][0])
+        return {column: sorted(values) for column, values in sorted(seen.items())}, features
 
     # -- rounds ---------------------------------------------------------------------------------
     def _rounds(self, run_id: str, definition: Definition, head: _Head,
@@ -259,9 +294,13 @@ class Federation:
             "version_id": head.version_id, "sites": sites, "failed": failed, "summary": summary})
         self.reporter.sites(sites, failed, summary)
 
-    def _handshake(self, *, stats: bool, width: int | None = None
+    def _handshake(self, *, stats: bool, width: int | None = None,
+                   vocabularies: dict[str, list[str]] | None = None,
                    ) -> tuple[dict[str, ClientInfo], dict[str, LocalStats]]:
         """Ask every node who it is; gather feature statistics if ``stats``.
+
+        Nodes with categorical columns report the values they hold; the first handshake cannot
+        count their features yet, so a second one sends the agreed ``vocabularies`` back.
 
         A node whose data is unusable answers with a refusal: it stays in the federation (it may
         be fixed and it is sampled like any other, refusing each round), and its reason is
@@ -275,7 +314,8 @@ class Federation:
                     f"only {len(node_ids)} nodes connected; {self.settings.min_available_nodes} needed"
                 )
             time.sleep(0.5)
-        hello = ConfigRecord({wire.HELLO_TASK: self.spec.task, wire.HELLO_STATS: stats})
+        hello = ConfigRecord({wire.HELLO_TASK: self.spec.task, wire.HELLO_STATS: stats,
+                              wire.HELLO_VOCABULARIES: json.dumps(vocabularies or {})})
         messages = [
             Message(RecordDict({wire.HELLO: hello}), dst_node_id=node, message_type=MessageType.QUERY)
             for node in sorted(node_ids)
@@ -284,6 +324,8 @@ class Federation:
         gathered: dict[str, LocalStats] = {}
         widths: dict[str, int] = {}
         self._refused = {}
+        self._categories: dict[str, dict[str, list[str]]] = {}
+        self._features: dict[str, list[str]] = {}
         for reply in self.grid.send_and_receive(messages, timeout=self.settings.round_timeout):
             if reply.has_error() or wire.HELLO not in reply.content:
                 continue
@@ -304,6 +346,15 @@ class Federation:
                 self._refused[key] = f"refused at the handshake: {str(refusal)[:2000]}"
                 continue
             widths[key] = _count(info.get(wire.REPLY_NUM_FEATURES, 0))
+            try:
+                categories = _categories(info.get(wire.REPLY_CATEGORIES, "{}"))
+                self._features[key] = _names(info.get(wire.REPLY_FEATURES, "[]"))
+            except FlonnxError as exc:
+                self._refused[key] = f"unusable handshake reply: {exc}"
+                continue
+            if categories and vocabularies is None:
+                self._categories[key] = categories
+                continue  # counted in the second handshake, once the vocabularies are agreed
             if width is not None and widths[key] != width:
                 # the same words as the node's own refusal in every round (client.app.prepare_data)
                 self._refused[key] = f"the data has {widths[key]} features but the model expects {width}"
@@ -434,6 +485,31 @@ class Federation:
         )
         return _Head(rnd, aggregate.version_id, new_weights, aggregate.weights_id), summary
 
+
+
+def _categories(text: object) -> dict[str, list[str]]:
+    """A node's categorical values (untrusted JSON): bounded in size and type."""
+    try:
+        data = json.loads(str(text))
+    except ValueError as exc:
+        raise FlonnxError(f"categories are not JSON: {exc}") from exc
+    if not isinstance(data, dict) or len(data) > 1000 or not all(
+            isinstance(v, list) and len(v) <= 10_000 and all(isinstance(x, str) and len(x) <= 200
+                                                            for x in v) for v in data.values()):
+        raise FlonnxError("categories must map at most 1000 columns to lists of short strings")
+    return {str(k)[:200]: list(v) for k, v in data.items()}
+
+
+def _names(text: object) -> list[str]:
+    """A node's feature column names (untrusted JSON list of short strings)."""
+    try:
+        data = json.loads(str(text))
+    except ValueError as exc:
+        raise FlonnxError(f"feature names are not JSON: {exc}") from exc
+    if not isinstance(data, list) or len(data) > 100_000 or not all(
+            isinstance(x, str) and len(x) <= 200 for x in data):
+        raise FlonnxError("feature names must be a list of short strings")
+    return data
 
 
 def _count(value: object) -> int:
