@@ -22,18 +22,18 @@ import onnx
 
 from exchange.definition import MAX_MODEL_BYTES, Definition, load_model_bytes
 from exchange.errors import FlonnxError, InvalidModel
+from exchange.frameworks import FRAMEWORKS
 from exchange.ort import probe_inputs, run_model
 from exchange.parity import DEFAULT_ATOL, DEFAULT_RTOL, ParityReport, compare_outputs
 from exchange.upgrade import upgrade_user_model
 
 __all__ = ["CheckReport", "FrameworkCheck", "check_model"]
 
-#: framework -> (package to detect, how it executes the graph)
+#: framework -> (package to detect, how it executes the graph): numpy (the interpreter's reference
+#: backend) and every framework of exchange.frameworks
 _FRAMEWORKS = {
     "numpy": ("numpy", "interpreter, numpy backend (reference; inference only)"),
-    "torch": ("torch", "interpreter, torch backend (autograd)"),
-    "jax": ("jax", "interpreter, jax backend (jax.grad, jit)"),
-    "sklearn": ("sklearn", "MLPClassifier mapped onto a dense chain"),
+    **{f.name: (f.package, f.how) for f in FRAMEWORKS.values()},
 }
 
 

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from exchange.errors import FlonnxError
+from exchange.frameworks import FRAMEWORKS as _FRAMEWORK_TABLE
 from exchange.hashing import canonical_json, sha256_hex
 
 __all__ = [
@@ -48,8 +49,8 @@ __all__ = [
 BUILTIN_SPEC_DIR = Path(__file__).resolve().parents[1] / "simulations" / "specs"
 
 TASKS = ("classification", "binary", "regression")
-#: Frameworks a node can train with (``client.trainers`` implements them).
-FRAMEWORKS = ("torch", "jax", "sklearn")
+#: Frameworks a node can train with (the table in exchange.frameworks).
+FRAMEWORKS = tuple(_FRAMEWORK_TABLE)
 #: Built-in datasets (shipped inside scikit-learn) and their natural task.
 BUILTIN_DATASETS = {
     "digits": "classification", "breast-cancer": "binary", "wine": "classification",

@@ -15,19 +15,13 @@ import numpy as np
 
 from exchange.definition import Definition
 from exchange.errors import FlonnxError
+from exchange.frameworks import FRAMEWORKS
 from exchange.task import Task, parse_task
 
 __all__ = ["TRAINERS", "TrainConfig", "TrainResult", "Trainer", "get_trainer"]
 
-#: framework name -> module implementing it
-TRAINERS = {
-    "torch": "client.trainers.torch_trainer",
-    "sklearn": "client.trainers.sklearn_trainer",
-    # demo/test nodes of the ``digits-faulty`` scenario
-    "faulty-raise": "client.trainers.faulty_raise",
-    "faulty-nan": "client.trainers.faulty_nan",
-    "jax": "client.trainers.jax_trainer",
-}
+#: framework name -> module implementing it (one per entry of exchange.frameworks.FRAMEWORKS)
+TRAINERS = {name: f"client.trainers.{name}_trainer" for name in FRAMEWORKS}
 
 
 @dataclass(frozen=True)
@@ -95,5 +89,7 @@ def get_trainer(framework: str) -> Trainer:
     try:
         module = importlib.import_module(TRAINERS[framework])
     except ImportError as exc:
-        raise FlonnxError(f"framework {framework!r} is not installed on this node: {exc}") from exc
+        extra = FRAMEWORKS[framework].extra
+        raise FlonnxError(f"framework {framework!r} is not installed on this node ({exc}); install "
+                          f"it with: pip install 'flonnx[{extra}]'") from exc
     return module.TRAINER  # type: ignore[no-any-return]

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from tests.e2e.conftest import simulated
@@ -56,8 +57,7 @@ def test_the_run_records_its_spec_by_content_and_its_partitions(own_data_run: di
     assert config["spec_canonical"]["data"]["source"]["suffix"] == ".csv"
     assert len(config["spec_canonical"]["data"]["source"]["sha256"]) == 64
     clients = config["simulation"]["clients"]
-    labels = np.asarray(__import__("pandas").read_csv(own_data_run["registry"].parent / "cancer.csv")
-                        ["target"])
+    labels = np.asarray(pd.read_csv(own_data_run["registry"].parent / "cancer.csv")["target"])
     held_out = sum(round(int(np.sum(labels == c)) * 0.2) for c in (0, 1))  # stratified 20 %
     assert sum(c["rows"] for c in clients) == len(labels) - held_out
     assert sorted(c["framework"] for c in clients) == ["jax", "sklearn", "torch"]
