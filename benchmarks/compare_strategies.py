@@ -58,20 +58,20 @@ class _Timing(Reporter):
 def main() -> None:
     """Run the comparison and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scenario", default="digits-mixed")
+    parser.add_argument("--scenario", default="digits-mixed", help="preset name or spec file")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--registry", default="runs-compare")
     args = parser.parse_args()
+    from exchange.spec import load_spec
     from simulations.runner import simulate
 
     names = strategy_names()
     scoped = [f"{n}.{k}={v}" for n in names for k, v in CONFIGS.get(n, {}).items()]
     reporter = _Timing()
-    run_ids = simulate(args.scenario, reporter=reporter, overrides={
-        "num-server-rounds": args.rounds, "seed": args.seed, "registry": args.registry,
-        "strategy": " ".join(names), "strategy-config": " ".join(scoped),
-    })
+    spec = load_spec(args.scenario, {"rounds": args.rounds, "seed": args.seed,
+                                     "strategy": " ".join(names), "strategy-config": " ".join(scoped)})
+    run_ids = simulate(spec, reporter=reporter, overrides={"registry": args.registry})
     by_run = {row[0]: row for row in reporter.rows}
     print(f"\n{args.scenario}, {args.rounds} rounds, seed {args.seed}\n")
     print("| strategy | config | final accuracy | seconds | rejected replies | final version |")

@@ -307,12 +307,21 @@ class Federation:
         recorded with the initial version. So is a node whose data has another number of features
         than ``width`` (the model's, if static): its refusal is known before any round.
         """
-        deadline = time.monotonic() + self.settings.round_timeout
-        while len(node_ids := list(self.grid.get_node_ids())) < self.settings.min_available_nodes:
-            if time.monotonic() > deadline:
+        started = time.monotonic()
+        noted = False
+        needed = self.settings.min_available_nodes
+        while len(node_ids := list(self.grid.get_node_ids())) < needed:
+            waited = time.monotonic() - started
+            if waited > self.settings.round_timeout:
                 raise FlonnxError(
-                    f"only {len(node_ids)} nodes connected; {self.settings.min_available_nodes} needed"
+                    f"only {len(node_ids)} nodes connected in {waited:.0f} s; {needed} needed "
+                    "(min-available-nodes, default: the spec's clients)"
                 )
+            if waited > 10 and not noted:
+                noted = True
+                self.reporter.note(
+                    f"waiting for {needed} nodes, {len(node_ids)} connected (under flwr run: "
+                    f"--federation-config \"num-supernodes={needed}\", or lower min-available-nodes)")
             time.sleep(0.5)
         hello = ConfigRecord({wire.HELLO_TASK: self.spec.task, wire.HELLO_STATS: stats,
                               wire.HELLO_VOCABULARIES: json.dumps(vocabularies or {})})
