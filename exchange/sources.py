@@ -177,6 +177,11 @@ def _parts(dataset: str, schema: FeatureSchema, task: str, holdout: float | None
                  label=schema.label, min_rows=schema.min_rows)
 
 
+def _data_seed(spec: FederationSpec) -> int:
+    """The split and the partitions follow the data's own seed, not the run's: pinned per spec."""
+    return spec.data.seed if spec.data is not None else 0
+
+
 def _spec_source(spec: FederationSpec) -> DataSpec:
     if spec.data is None:
         raise DataError(f"spec {spec.name} has no [data] table: a simulated node needs one")
@@ -190,7 +195,7 @@ def simulated_clients(spec: FederationSpec) -> int:
         assert spec.clients is not None
         return spec.clients
     schema = _schema(data)
-    return len(_parts(data.source, schema, spec.task, spec.holdout, spec.seed, data.partition, 0))
+    return len(_parts(data.source, schema, spec.task, spec.holdout, _data_seed(spec), data.partition, 0))
 
 
 def partition_plan(spec: FederationSpec) -> list[dict[str, Any]]:
@@ -200,8 +205,8 @@ def partition_plan(spec: FederationSpec) -> list[dict[str, Any]]:
     data = _spec_source(spec)
     n = simulated_clients(spec)
     schema = _schema(data)
-    train, _ = _split(data.source, schema, spec.task, spec.holdout, spec.seed)
-    parts = _parts(data.source, schema, spec.task, spec.holdout, spec.seed, data.partition,
+    train, _ = _split(data.source, schema, spec.task, spec.holdout, _data_seed(spec))
+    parts = _parts(data.source, schema, spec.task, spec.holdout, _data_seed(spec), data.partition,
                    0 if data.partition_column else n)
     _, y = _converted(data.source, schema, spec.task, _empty(schema))
     return list(partition_summary(y[train], parts, spec.task))
@@ -229,7 +234,7 @@ def node_source(node_config: Mapping[str, Any], spec: FederationSpec | None, tas
         return DataSource(
             dataset=data.source, schema=_schema(data, overrides), task=task, rows="partition",
             partition=data.partition, partition_id=int(node_config["partition-id"]),
-            num_partitions=num, holdout=spec.holdout, seed=spec.seed,
+            num_partitions=num, holdout=spec.holdout, seed=_data_seed(spec),
         )
     raise DataError(
         "this node names no data: start its SuperNode with --node-config 'data=\"/path/site.csv\" "
@@ -246,4 +251,4 @@ def evaluation_source(spec: FederationSpec) -> DataSource | None:
         return DataSource(dataset=spec.evaluate_file, schema=_schema(data, {"min-rows": 1}),
                           task=spec.task)
     return DataSource(dataset=data.source, schema=_schema(data, {"min-rows": 1}), task=spec.task,
-                      rows="holdout", holdout=spec.holdout, seed=spec.seed)
+                      rows="holdout", holdout=spec.holdout, seed=_data_seed(spec))

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from exchange.data.builtin import BUILTIN_DATASETS as _BUILTIN_TABLE
 from exchange.errors import FlonnxError
 from exchange.frameworks import FRAMEWORKS as _FRAMEWORK_TABLE
 from exchange.hashing import canonical_json, sha256_hex
@@ -51,11 +52,8 @@ BUILTIN_SPEC_DIR = Path(__file__).resolve().parents[1] / "simulations" / "specs"
 TASKS = ("classification", "binary", "regression")
 #: Frameworks a node can train with (the table in exchange.frameworks).
 FRAMEWORKS = tuple(_FRAMEWORK_TABLE)
-#: Built-in datasets (shipped inside scikit-learn) and their natural task.
-BUILTIN_DATASETS = {
-    "digits": "classification", "breast-cancer": "binary", "wine": "classification",
-    "diabetes": "regression",
-}
+#: Built-in datasets (shipped inside scikit-learn; the table is exchange.data.builtin's) -> task.
+BUILTIN_DATASETS = {name: entry.task for name, entry in _BUILTIN_TABLE.items()}
 _MISSING = ("refuse", "impute-mean")
 _PARTITIONS = "iid, dirichlet:ALPHA, shards:K or column:NAME"
 _TRAIN_KEYS = {"local-epochs": int, "batch-size": int, "learning-rate": float}
@@ -77,6 +75,7 @@ class DataSpec:
     missing: str = "refuse"
     min_rows: int = 10
     partition: str = "iid"
+    seed: int = 0  # of the evaluation hold-out and the partitions (the run's seed does not move them)
 
     @property
     def builtin(self) -> bool:
@@ -177,6 +176,7 @@ class FederationSpec:
                 "source": self.data.source, "label": self.data.label,
                 "categorical": list(self.data.categorical), "missing": self.data.missing,
                 "min-rows": self.data.min_rows, "partition": self.data.partition,
+                "seed": self.data.seed,
             }
             if self.data.features is not None:
                 data["features"] = list(self.data.features)
@@ -252,7 +252,7 @@ _TOP_KEYS = {
 #: Faults a simulated node can be told to inject (demo and tests of failure handling).
 FAULTS = ("raise", "nan")
 _DATA_KEYS = {"source", "label", "features", "categorical", "classes", "missing", "min-rows",
-              "partition"}
+              "partition", "seed"}
 
 
 class _Reader:
@@ -536,7 +536,7 @@ def _parse_data(raw: Any, where: str, base: Path) -> DataSpec:
         source = _resolve_path(source, base)
         if not Path(source).is_file():
             raise reader.fail("source", f"data file {source} does not exist")
-    default_label = "label" if source == "digits" else "target"
+    default_label = _BUILTIN_TABLE[source].label if source in _BUILTIN_TABLE else "target"
     classes = reader.names("classes")
     return DataSpec(
         source=source, label=reader.text("label", default_label),
@@ -544,6 +544,7 @@ def _parse_data(raw: Any, where: str, base: Path) -> DataSpec:
         classes=classes, missing=reader.text("missing", "refuse", choices=_MISSING),
         min_rows=reader.integer("min-rows", 10, minimum=1) or 10,
         partition=_check_partition(reader.text("partition", "iid"), reader),
+        seed=reader.integer("seed", 0, minimum=0) or 0,
     )
 
 

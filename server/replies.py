@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,14 +85,14 @@ def _check(
     if wire.REFUSAL in content:
         refusal = content.config_records[wire.REFUSAL]
         records = content.metric_records
-        measured = {k: float(v) for k, v in records[wire.METRICS].items()  # type: ignore[arg-type]
-                    if isinstance(v, int | float)} if wire.METRICS in records else {}
+        measured = {k: v for k, v in _metrics(records[wire.METRICS], strict=False).items()
+                    if math.isfinite(v)} if wire.METRICS in records else {}
         raise _Refused(f"client refused to train: {refusal[wire.REFUSAL_REASON]!s}", measured)
     missing = [k for k in (wire.ARRAYS, wire.METRICS, wire.LINEAGE) if k not in content]
     if missing:
         raise InvalidUpdate(f"reply lacks records {missing}")
     lineage: dict[str, Any] = dict(content[wire.LINEAGE])
-    metrics = {k: float(v) for k, v in content[wire.METRICS].items()}  # type: ignore[arg-type]
+    metrics = _metrics(content[wire.METRICS])
     if lineage.get(wire.REPLY_BASE_VERSION) != base_version:
         raise InvalidUpdate(
             f"update is based on {str(lineage.get(wire.REPLY_BASE_VERSION))[:12]}, expected "
@@ -132,6 +133,38 @@ def _check(
         environment=environment,
         message=reply,
     )
+
+
+#: Bounds on what a client may send as metrics (untrusted input).
+MAX_METRICS = 64
+MAX_METRIC_NAME = 64
+
+
+def _metrics(record: Any, *, strict: bool = True) -> dict[str, float]:
+    """A reply's metrics as finite floats; with ``strict`` anything else rejects the reply.
+
+    Every value reaches a lineage record, whose canonical JSON has no form for NaN or infinity:
+    one client's NaN loss must reject that reply, not fail the run.
+    """
+    items = list(record.items())
+    if len(items) > MAX_METRICS:
+        raise InvalidUpdate(f"reply has {len(items)} metrics; at most {MAX_METRICS} are accepted")
+    out: dict[str, float] = {}
+    for key, value in items:
+        name = str(key)
+        if len(name) > MAX_METRIC_NAME:
+            if strict:
+                raise InvalidUpdate(f"metric name of {len(name)} characters; at most {MAX_METRIC_NAME}")
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            if strict:
+                raise InvalidUpdate(f"metric {name!r} is a {type(value).__name__}, not a number")
+            continue
+        number = float(value)
+        if strict and not math.isfinite(number):
+            raise InvalidUpdate(f"metric {name!r} is not a finite number ({number})")
+        out[name] = number
+    return out
 
 
 def describe_error(exc: BaseException) -> str:

@@ -3,7 +3,7 @@
 - :mod:`exchange.data.tables`: :func:`read_table` (``.csv``, ``.tsv``, ``.parquet``, ``.npz``) →
   :class:`Table`
 - :mod:`exchange.data.schema`: :class:`FeatureSchema`, :func:`to_arrays`, :func:`feature_names`,
-  :func:`local_stats` and :func:`combine_stats` (federated means and vocabularies)
+  :func:`local_stats` (what a site contributes to the federated vocabularies)
 - :mod:`exchange.data.builtin`: :data:`BUILTIN_DATASETS`, :func:`builtin_table` (scikit-learn's data sets)
 - :mod:`exchange.data.partition`: :func:`partition` (Flower Datasets' partitioners), :func:`holdout`,
   :func:`partition_summary`
@@ -25,7 +25,7 @@ from exchange.data.partition import (
     partition,
     partition_summary,
 )
-from exchange.data.schema import FeatureSchema, combine_stats, feature_names, local_stats, to_arrays
+from exchange.data.schema import FeatureSchema, feature_names, local_stats, to_arrays
 from exchange.data.tables import Table, read_table
 
 __all__ = [
@@ -36,7 +36,6 @@ __all__ = [
     "Partitioning",
     "Table",
     "builtin_table",
-    "combine_stats",
     "feature_names",
     "holdout",
     "local_stats",

@@ -6,8 +6,9 @@ one column of ``x``, a categorical column is expanded where it stands into a one
 vocabulary plus one ``<other>`` column for values outside the vocabulary (:func:`feature_names` gives
 the expanded names: ``sex=F``, ``sex=M``, ``sex=<other>``). The vocabularies and, for the
 ``impute-mean`` policy, the means are federated values the caller passes in, so every site encodes the
-same way; :func:`local_stats` is what a site contributes to them (counts and sums, never rows) and
-:func:`combine_stats` is the server's sum over sites.
+same way; :func:`local_stats` is what a site contributes to them (counts and sums, never rows); the server's
+side is :mod:`exchange.preprocess` (statistics of the encoded arrays) and the handshake in
+:mod:`server.federation` (the union of the categorical values).
 
 A cell is missing when it is None, NaN or empty text; in a numeric column the texts ``NA``, ``N/A``,
 ``NaN`` and ``null`` (any case) are missing too. Under ``missing="impute-mean"`` a missing numeric cell
@@ -49,7 +50,7 @@ and the row, never a cell's value:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -64,7 +65,6 @@ __all__ = [
     "OTHER",
     "TASKS",
     "FeatureSchema",
-    "combine_stats",
     "feature_names",
     "local_stats",
     "to_arrays",
@@ -380,37 +380,3 @@ def local_stats(table: Table, schema: FeatureSchema) -> dict[str, Any]:
         missing = missing_mask(values, numeric=False)
         categorical[column] = sorted({as_text(cell) for cell in values[~missing]})
     return {"rows": table.num_rows, "numeric": numeric, "categorical": categorical}
-
-
-def combine_stats(stats: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
-    """The server's side of :func:`local_stats`: sums over sites into federated statistics.
-
-    Returns:
-        ``{"rows": total, "means": {column: mean}, "variances": {column: population variance},
-        "vocabularies": {column: sorted union of values}}``; ``means`` is what :func:`to_arrays`
-        takes for ``impute-mean``, ``vocabularies`` what it takes for one-hot encoding.
-
-    Raises:
-        DataError: a numeric column has no present value at any site.
-    """
-    rows = 0
-    totals: dict[str, list[float]] = {}
-    values: dict[str, set[str]] = {}
-    for site in stats:
-        rows += int(site["rows"])
-        for column, numbers in site["numeric"].items():
-            total = totals.setdefault(column, [0.0, 0.0, 0.0])
-            total[0] += numbers["count"]
-            total[1] += numbers["sum"]
-            total[2] += numbers["sum_sq"]
-        for column, seen in site["categorical"].items():
-            values.setdefault(column, set()).update(seen)
-    means: dict[str, float] = {}
-    variances: dict[str, float] = {}
-    for column, (count, total_sum, total_sq) in totals.items():
-        if count == 0:
-            raise DataError(f"column '{column}' has no values at any site")
-        means[column] = total_sum / count
-        variances[column] = max(total_sq / count - means[column] ** 2, 0.0)
-    return {"rows": rows, "means": means, "variances": variances,
-            "vocabularies": {column: sorted(seen) for column, seen in values.items()}}

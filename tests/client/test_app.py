@@ -102,3 +102,20 @@ def test_server_rejects_a_reply_whose_weights_do_not_hash_to_the_reported_id(mlp
 
     assert isinstance(checked, Rejection)
     assert "but the client reported 000000000000" in checked.reason
+
+
+@pytest.mark.parametrize(("value", "reason"), [
+    (float("nan"), "metric 'train-loss' is not a finite number (nan)"),
+    (float("inf"), "metric 'train-loss' is not a finite number (inf)"),
+    ([1.0, 2.0], "metric 'train-loss' is a list, not a number"),
+])
+def test_server_rejects_a_reply_whose_metrics_are_not_finite_numbers(mlp_model, value, reason) -> None:
+    definition, weights = mlp_model
+    reply = client_app(_train_message(definition, weights), _context(0))
+    reply.content[wire.METRICS]["train-loss"] = value
+
+    checked = check_reply(reply, client=_info(0, "torch"), definition=definition, base_version="v" * 64,
+                          seed=SEED)
+
+    assert isinstance(checked, Rejection)
+    assert checked.reason == reason

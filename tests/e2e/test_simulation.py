@@ -144,7 +144,8 @@ def test_bad_input_fails_before_starting_flower(tmp_path) -> None:
     rounds = flonnx("simulate", "--rounds", "0", "--registry", str(tmp_path), check=False)
     missing = flonnx("lineage", "ls", "--registry", str(tmp_path / "absent"), check=False)
 
-    assert unknown.returncode == 1 and "unknown scenario 'nope'; available: digits-cnn" in unknown.stderr
+    assert unknown.returncode == 1
+    assert "no built-in scenario of that name (built-in: diabetes, digits-cnn" in unknown.stderr
     assert rounds.returncode == 1 and "--rounds must be at least 1" in rounds.stderr
     assert missing.returncode == 1 and "no flonnx registry at" in missing.stderr
     assert not any("Traceback" in r.stderr for r in (unknown, rounds, missing))

@@ -131,3 +131,20 @@ def test_a_spec_file_resolves_relative_paths_against_its_own_folder(tmp_path: Pa
 def test_unknown_preset_lists_the_builtin_ones() -> None:
     with pytest.raises(SpecError, match="no built-in scenario of that name .built-in: diabetes, "):
         load_spec("hospital")
+
+
+def test_the_split_and_partitions_are_pinned_by_the_data_seed_not_the_run_seed() -> None:
+    from exchange.sources import evaluation_source, node_source
+
+    def rows(overrides: dict) -> tuple[list[float], list[float]]:
+        spec = load_spec("diabetes", overrides)
+        held = evaluation_source(spec)
+        assert held is not None
+        part = node_source({"partition-id": 0, "num-partitions": 4}, spec, spec.task)
+        return held.load()[1].tolist(), part.load()[1].tolist()
+
+    base = rows({})
+
+    assert rows({"seed": 5}) == base
+    other_test, other_part = rows({"data.seed": 1})
+    assert other_test != base[0] and other_part != base[1]

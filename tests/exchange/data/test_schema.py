@@ -9,7 +9,6 @@ import pytest
 from exchange.data import (
     FeatureSchema,
     Table,
-    combine_stats,
     feature_names,
     local_stats,
     read_table,
@@ -117,11 +116,6 @@ def test_local_stats_are_counts_and_sums(write_csv: Callable[..., Path]) -> None
     assert stats["numeric"]["age"] == {"count": 12, "sum": ages.sum(), "sum_sq": (ages**2).sum()}
     assert stats["numeric"]["bmi"]["count"] == 11
     assert stats["categorical"] == {"sex": ["F", "M"]}
-    combined = combine_stats([stats, stats])
-    assert combined["rows"] == 24
-    assert combined["means"]["age"] == pytest.approx(ages.mean())
-    assert combined["variances"]["age"] == pytest.approx(ages.var())
-    assert combined["vocabularies"] == {"sex": ["F", "M"]}
 
 
 def test_local_stats_refuse_a_table_under_min_rows(write_csv: Callable[..., Path]) -> None:
