@@ -37,7 +37,7 @@ from exchange.seeds import derive_seed
 from exchange.sources import evaluation_source
 from server.aggregation import AggregationInput, aggregate_round, configure_round
 from server.progress import ConsoleReporter, Reporter, RoundSummary
-from server.replies import ClientInfo, Rejection, Update, check_reply
+from server.replies import ClientInfo, Rejection, Update, check_reply, failure_line, one_line
 from server.sampling import sample_clients
 from server.settings import Settings
 from server.strategies import DP_CLIPPING_MODE, build_strategy
@@ -281,9 +281,9 @@ class Federation:
             if key is None:
                 continue
             if reply.has_error():
-                failed[key] = f"evaluation failed: {str(reply.error.reason)[:500]}"
+                failed[key] = f"evaluation failed: {failure_line(str(reply.error.reason))}"
             elif wire.REFUSAL in reply.content:
-                failed[key] = str(reply.content[wire.REFUSAL][wire.REFUSAL_REASON])[:500]
+                failed[key] = one_line(str(reply.content[wire.REFUSAL][wire.REFUSAL_REASON]))
             elif wire.METRICS in reply.content.metric_records:
                 values = dict(reply.content[wire.METRICS])
                 metrics = {str(k): float(v) for k, v in values.items()  # type: ignore[arg-type]
@@ -352,7 +352,7 @@ class Federation:
                 num_examples=_count(info.get(wire.REPLY_NUM_EXAMPLES, 0)),
             )
             if refusal is not None:
-                self._refused[key] = f"refused at the handshake: {str(refusal)[:2000]}"
+                self._refused[key] = f"refused at the handshake: {one_line(str(refusal))}"
                 continue
             widths[key] = _count(info.get(wire.REPLY_NUM_FEATURES, 0))
             try:

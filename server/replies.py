@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,14 +81,15 @@ def _check(
     reply: Message, client: ClientInfo, definition: Definition, base_version: str, seed: int
 ) -> Update:
     if reply.has_error():
-        raise InvalidUpdate(f"client failed: {reply.error.reason}")
+        raise InvalidUpdate(f"client failed: {failure_line(str(reply.error.reason))}")
     content = reply.content
     if wire.REFUSAL in content:
         refusal = content.config_records[wire.REFUSAL]
         records = content.metric_records
         measured = {k: v for k, v in _metrics(records[wire.METRICS], strict=False).items()
                     if math.isfinite(v)} if wire.METRICS in records else {}
-        raise _Refused(f"client refused to train: {refusal[wire.REFUSAL_REASON]!s}", measured)
+        raise _Refused(f"client refused to train: {one_line(str(refusal[wire.REFUSAL_REASON]))}",
+                       measured)
     missing = [k for k in (wire.ARRAYS, wire.METRICS, wire.LINEAGE) if k not in content]
     if missing:
         raise InvalidUpdate(f"reply lacks records {missing}")
@@ -165,6 +167,37 @@ def _metrics(record: Any, *, strict: bool = True) -> dict[str, float]:
             raise InvalidUpdate(f"metric {name!r} is not a finite number ({number})")
         out[name] = number
     return out
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_EXCEPTION_LINE = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception|Interrupt|Exit|Warning)): (.+)$")
+_WRAPPERS = ("ClientAppException", "RayTaskError")
+_VOLATILE = re.compile(r"0x[0-9a-fA-F]+|\bpid=\d+|\bactor_id=[0-9a-f]+|\bip=[\d.]+")
+MAX_REASON = 500
+
+
+def one_line(text: str) -> str:
+    """Untrusted text as one printable line of at most :data:`MAX_REASON` characters."""
+    text = _ANSI.sub("", text)
+    text = " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())
+    return text if len(text) <= MAX_REASON else text[: MAX_REASON - 1] + "…"
+
+
+def failure_line(reason: str) -> str:
+    """The canonical line of a client failure: the original exception's type and message.
+
+    Flower's Ray backend reports a failed ClientApp with the whole traceback, process and actor
+    ids, memory addresses and colour codes, which differ on every run; recording them would make
+    the ids of rejected versions irreproducible. The first ``Type: message`` line that is not a
+    wrapper of the engine is the cause; without one, the last line, volatile parts removed.
+    """
+    lines = [_ANSI.sub("", line).rstrip() for line in reason.splitlines()]
+    for line in lines:
+        match = _EXCEPTION_LINE.match(line)
+        if match and not any(w in match.group(1) for w in _WRAPPERS):
+            return one_line(f"{match.group(1).rsplit('.', 1)[-1]}: {match.group(2)}")
+    last = next((line for line in reversed(lines) if line.strip()), "")
+    return one_line(_VOLATILE.sub("…", last))
 
 
 def describe_error(exc: BaseException) -> str:

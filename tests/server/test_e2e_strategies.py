@@ -117,6 +117,7 @@ def test_resume_refuses_a_run_that_is_already_complete(
 
 def test_faulty_scenario_completes_and_shows_both_failures(cli: Cli, tmp_path: Path) -> None:
     cli("simulate", "digits-faulty", "--registry", str(tmp_path))
+    cli("simulate", "digits-faulty", "--registry", str(tmp_path / "again"))
 
     listing = cli("lineage", "ls", "--registry", str(tmp_path))
     records = json.loads(cli("lineage", "ls", "--json", "--registry", str(tmp_path)).stdout)
@@ -126,6 +127,11 @@ def test_faulty_scenario_completes_and_shows_both_failures(cli: Cli, tmp_path: P
 
     assert [(r["round"], r["client"]) for r in rejected] == [
         (1, "partition-4"), (1, "partition-5"), (2, "partition-4"), (2, "partition-5")]
-    assert listing.stdout.count("rejected") == 4 and "injected failure" in listing.stdout
+    assert listing.stdout.count("rejected") == 4 and "RuntimeError" in listing.stdout
     assert "non-finite values" in shown["reason"]
+    # one canonical line per failure (no Ray traceback, pids or addresses): reproducible ids
+    assert rejected[0]["reason"] == ("client failed: RuntimeError: injected failure: this node "
+                                     "crashes in every round (fault=raise)")
+    again = json.loads(cli("lineage", "ls", "--json", "--registry", str(tmp_path / "again")).stdout)
+    assert [r["version_id"] for r in records] == [r["version_id"] for r in again]
     assert [r["round"] for r in records if r["kind"] == "aggregate"] == [1, 2]
