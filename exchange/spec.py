@@ -617,12 +617,13 @@ DEFAULT_SPEC = "digits-mixed"
 def spec_from_run_config(config: Mapping[str, Any]) -> FederationSpec:
     """The spec a Flower run config names (``spec``: a preset or a file) with its overrides.
 
-    ``spec = ""`` starts from nothing, so the overrides must name at least a model (and data for a
-    simulation).
+    A key set to ``""`` is not given (pyproject.toml declares every key that way, since ``flwr run``
+    accepts only declared keys). ``spec = "none"`` starts from nothing, so the overrides must name
+    at least a model (and data for a simulation).
     """
-    overrides = {RUN_CONFIG_KEYS[k]: v for k, v in config.items() if k in RUN_CONFIG_KEYS}
-    ref = str(config.get("spec", DEFAULT_SPEC)).strip()
-    if not ref:
+    overrides = {RUN_CONFIG_KEYS[k]: v for k, v in config.items() if k in RUN_CONFIG_KEYS and v != ""}
+    ref = str(config.get("spec") or DEFAULT_SPEC).strip()
+    if ref == "none":
         return parse_spec(_merge({}, overrides), source="command line")
     return load_spec(ref, overrides)
 

@@ -77,7 +77,8 @@ def make_server_app(
         out.setdefault("run_ids", [])
         out.setdefault("errors", {})
         try:
-            plans = run_plan({**dict(context.run_config), **dict(overrides or {})}, spec)
+            given = {k: v for k, v in dict(context.run_config).items() if v != ""}
+            plans = run_plan({**given, **dict(overrides or {})}, spec)
         except BaseException as exc:
             out["errors"]["config"] = exc
             raise

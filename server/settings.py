@@ -82,6 +82,7 @@ class Settings:
         ``spec`` (in-process callers) replaces the spec the run config names; the run config's
         override keys still apply to it.
         """
+        config = {k: v for k, v in config.items() if v != ""}  # "" = not given (pyproject.toml)
         known = {*SERVER_KEYS, *RUN_CONFIG_KEYS}
         unknown = sorted(set(config) - known)
         if unknown:

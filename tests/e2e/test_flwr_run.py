@@ -53,7 +53,9 @@ def test_flwr_run_of_a_spec_gives_the_versions_flonnx_simulate_gave(
     try:
         result = subprocess.run(
             [str(FLWR), "run", str(ROOT), "--stream", "--run-config",
-             f'spec="hospitals" registry="{registry}"', "--federation-config", "num-supernodes=5"],
+             # declared keys (pyproject.toml) other than spec, at the spec's own values
+             f'spec="hospitals" seed=0 min-train-nodes=2 registry="{registry}"',
+             "--federation-config", "num-supernodes=5"],
             cwd=work, env=env, capture_output=True, text=True, timeout=420,
         )
     finally:
