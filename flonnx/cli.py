@@ -118,6 +118,10 @@ def _print_plan(spec: Any, simulation: dict[str, Any]) -> None:
 
     console.print(f"[bold]{escape(spec.name)}[/]: {escape(spec.description or spec.model)}",
                   soft_wrap=True)
+    console.print(  # the facts as run (the description is prose and may not name the overrides)
+        f"[dim]{simulation['num_clients']} clients ({escape(spec.framework_mix)}) · model "
+        f"{escape(Path(spec.model).name)} · task {spec.task} · strategy {escape(spec.strategy)} · "
+        f"{spec.rounds} rounds · seed {spec.seed}[/]", soft_wrap=True)
     table = Table(title="partitions")
     for column in ("client", "framework", "rows", "labels"):
         table.add_column(column)
