@@ -3,26 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.server.conftest import flonnx_cli
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def flonnx(*args: str, cwd: Path = ROOT, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """``python -m flonnx.cli ARGS`` in a subprocess (a fresh Ray per simulation)."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "250"}
-    result = subprocess.run([sys.executable, "-m", "flonnx.cli", *args], capture_output=True, text=True,
-                            env=env, cwd=cwd, timeout=900)
-    if check and result.returncode != 0:
-        raise AssertionError(f"flonnx {' '.join(args)} failed:\n{result.stdout[-4000:]}\n"
-                             f"{result.stderr[-4000:]}")
-    return result
+#: ``python -m flonnx.cli ARGS`` in a subprocess (a fresh Ray per simulation), Flower's home here.
+flonnx = flonnx_cli(ROOT / ".flwr-home")
 
 
 def simulated(registry: Path, *args: str, cwd: Path = ROOT) -> dict[str, Any]:

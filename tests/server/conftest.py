@@ -40,8 +40,8 @@ def flonnx_cli(flwr_home: Path) -> Callable[..., subprocess.CompletedProcess[str
            "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1", "FLWR_TELEMETRY_ENABLED": "0",
            "FLWR_DISABLE_UPDATE_CHECK": "1"}
 
-    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run([sys.executable, "-m", "flonnx.cli", *args], cwd=ROOT, env=env,
+    def run(*args: str, check: bool = True, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run([sys.executable, "-m", "flonnx.cli", *args], cwd=cwd, env=env,
                               capture_output=True, text=True, timeout=900)
         if check and done.returncode != 0:
             raise AssertionError(f"flonnx {' '.join(args)} exited {done.returncode}:\n"
