@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -33,6 +34,7 @@ from exchange.errors import DataError, FlonnxError, InvalidUpdate, ParityError
 from exchange.evaluation import evaluate_rows
 from exchange.hashing import canonical_json, weights_id
 from exchange.lineage import environment
+from exchange.models import input_dims
 from exchange.preprocess import METADATA_KEY, Preprocessing, local_stats
 from exchange.seeds import derive_seed
 from exchange.sources import DataSource, Vocabularies, node_source
@@ -50,7 +52,13 @@ def _spec(context: Context, spec: FederationSpec | None) -> FederationSpec | Non
         return spec
     if "partition-id" not in context.node_config:
         return None  # a real node: its data and framework come from node config only
-    return spec_from_run_config(dict(context.run_config))
+    return _spec_of(tuple(sorted((str(k), v) for k, v in context.run_config.items())))
+
+
+@lru_cache(maxsize=4)
+def _spec_of(run_config: tuple[tuple[str, Any], ...]) -> FederationSpec:
+    """The run's spec, parsed once per process (a Ray actor serves many nodes, every round)."""
+    return spec_from_run_config(dict(run_config))
 
 
 def _identity(node_config: Mapping[str, Any], spec: FederationSpec | None) -> tuple[str, str]:
@@ -90,17 +98,12 @@ def _runnable(definition: Definition) -> None:
         _RUNNABLE.add(definition.id)
 
 
-def _input_dims(definition: Definition) -> tuple[int, ...]:
-    value = next(v for v in definition.proto.graph.input if v.name == definition.input_names[0])
-    return tuple(d.dim_value for d in value.type.tensor_type.shape.dim[1:])
-
-
 def prepare_data(
     definition: Definition, task: str, x: np.ndarray, y: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """The node's rows as the model takes them: preprocessed, reshaped, labels checked."""
-    dims = _input_dims(definition)
-    expected = math.prod(dims) if dims and all(d > 0 for d in dims) else None
+    dims = input_dims(definition.proto)
+    expected = math.prod(dims) if dims is not None else None
     # before preprocessing, so the refusal names the model, as the server's handshake check does
     if expected is not None and x.shape[1] != expected:
         raise DataError(f"the data has {x.shape[1]} features but the model expects {expected}")
@@ -111,7 +114,7 @@ def prepare_data(
             y = pre.apply_target(y)
     elif np.isnan(x).any():
         raise DataError("the data has missing values and the federation has no imputation")
-    if expected is not None:
+    if dims is not None:
         x = x.reshape((len(x), *dims))
     if task != "regression":
         from exchange.task import task_output

@@ -16,6 +16,7 @@ import numpy as np
 import onnx
 
 from exchange.definition import Definition
+from exchange.models import input_dims
 from exchange.ort import evaluate_model
 from exchange.preprocess import METADATA_KEY, Preprocessing, wrap_model
 
@@ -28,13 +29,6 @@ def served_model(definition: Definition, weights: Mapping[str, np.ndarray]) -> o
     if METADATA_KEY in definition.metadata:
         model = wrap_model(model, Preprocessing.from_json(definition.metadata[METADATA_KEY]))
     return model
-
-
-def _input_dims(model: onnx.ModelProto) -> tuple[int, ...] | None:
-    inits = {t.name for t in model.graph.initializer}
-    value = next(v for v in model.graph.input if v.name not in inits)
-    dims = tuple(d.dim_value for d in value.type.tensor_type.shape.dim[1:])
-    return dims if dims and all(d > 0 for d in dims) else None
 
 
 def evaluate_rows(
@@ -50,7 +44,7 @@ def evaluate_rows(
     if METADATA_KEY in definition.metadata:
         pre = Preprocessing.from_json(definition.metadata[METADATA_KEY])
         model = wrap_model(model, replace(pre, vocabularies=()))
-    dims = _input_dims(model)
+    dims = input_dims(model)
     if dims is not None and len(dims) > 1:
         x = x.reshape((len(x), *dims))
     return evaluate_model(model, np.ascontiguousarray(x, np.float32), y, task)

@@ -22,7 +22,9 @@ from exchange.definition import MAX_MODEL_BYTES, Definition, load_model_bytes
 from exchange.errors import InvalidModel
 from exchange.seeds import derive_seed
 
-__all__ = ["StartingModel", "input_width", "load_starting_model", "read_user_model", "with_metadata"]
+__all__ = [
+    "StartingModel", "input_dims", "input_width", "load_starting_model", "read_user_model", "with_metadata",
+]
 
 
 @dataclass(frozen=True)
@@ -33,8 +35,8 @@ class StartingModel:
     origin: dict[str, Any] = field(default_factory=dict)
 
 
-def input_width(model: onnx.ModelProto) -> int | None:
-    """Features per example of the single data input (product of its non-batch dims), if static."""
+def input_dims(model: onnx.ModelProto) -> tuple[int, ...] | None:
+    """One example's shape (the non-batch dims) of the single data input, if static."""
     inits = {t.name for t in model.graph.initializer}
     inputs = [v for v in model.graph.input if v.name not in inits]
     if len(inputs) != 1:
@@ -43,7 +45,13 @@ def input_width(model: onnx.ModelProto) -> int | None:
     dims = inputs[0].type.tensor_type.shape.dim[1:]
     if not dims or any(not d.HasField("dim_value") or d.dim_value <= 0 for d in dims):
         return None
-    return int(np.prod([d.dim_value for d in dims]))
+    return tuple(int(d.dim_value) for d in dims)
+
+
+def input_width(model: onnx.ModelProto) -> int | None:
+    """Features per example of the single data input (product of its non-batch dims), if static."""
+    dims = input_dims(model)
+    return None if dims is None else int(np.prod(dims))
 
 
 def _export_torch(module: Any, shape: tuple[int, ...], name: str | None) -> onnx.ModelProto:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -626,8 +626,3 @@ def spec_from_run_config(config: Mapping[str, Any]) -> FederationSpec:
     if ref == "none":
         return parse_spec(_merge({}, overrides), source="command line")
     return load_spec(ref, overrides)
-
-
-def settings_fields() -> list[str]:
-    """Field names of :class:`FederationSpec` (for tests of the schema docs)."""
-    return [f.name for f in fields(FederationSpec)]

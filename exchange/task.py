@@ -25,6 +25,7 @@ from exchange.definition import Definition
 from exchange.errors import FlonnxError, InvalidModel
 
 __all__ = [
+    "HEADLINE_METRIC",
     "ClassifierOutput",
     "InvalidTargets",
     "InvalidTask",
@@ -37,6 +38,9 @@ __all__ = [
     "parse_task",
     "task_output",
 ]
+
+#: The one metric that stands for a task (a site evaluation's worst/mean/spread, the local baseline).
+HEADLINE_METRIC = {"classification": "accuracy", "binary": "accuracy", "regression": "r2"}
 
 _FLOATS = {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16}
 _RESHAPING = frozenset({"Identity", "Squeeze", "Unsqueeze", "Reshape", "Flatten"})

@@ -80,7 +80,11 @@ def simulate(
     ] = None,
     verbose: Annotated[bool, Opt(help="Show Flower's and Ray's logs.")] = False,
 ) -> None:
-    """Run a federation spec on Flower's Simulation Engine and record every version."""
+    """Run a federation spec on Flower's Simulation Engine and record every version.
+
+    SPEC is a preset name (flonnx scenarios) or a spec file (.toml, docs/spec.md); default
+    digits-mixed, or nothing but the flags when --model is given. The flags override its keys.
+    """
     from exchange.spec import load_spec, parse_spec
     from simulations.runner import plan
     from simulations.runner import simulate as run

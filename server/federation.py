@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import onnx
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MessageType, RecordDict
 from flwr.serverapp import Grid
 
@@ -29,12 +28,14 @@ from exchange import wire
 from exchange.definition import Definition
 from exchange.errors import FlonnxError
 from exchange.evaluation import evaluate_rows
+from exchange.hashing import canonical_json, sha256_hex
 from exchange.lineage import VersionKind, VersionRecord, environment
-from exchange.models import StartingModel, input_width, load_starting_model, with_metadata
+from exchange.models import StartingModel, input_dims, input_width, load_starting_model, with_metadata
 from exchange.preprocess import METADATA_KEY, LocalStats, Preprocessing, combine_stats
 from exchange.registry import Registry
 from exchange.seeds import derive_seed
 from exchange.sources import evaluation_source
+from exchange.task import HEADLINE_METRIC
 from server.aggregation import AggregationInput, aggregate_round, configure_round
 from server.progress import ConsoleReporter, Reporter, RoundSummary
 from server.replies import ClientInfo, Rejection, Update, check_reply, failure_line, one_line
@@ -45,13 +46,9 @@ from server.strategy_state import capture_state, restore_state
 
 __all__ = ["Federation", "RoundFailed", "initial_model", "site_summary"]
 
-#: The metric whose worst site, mean and spread a site evaluation reports, per task.
-SITE_METRIC = {"classification": "accuracy", "binary": "accuracy", "regression": "r2"}
-
-
 def site_summary(sites: dict[str, dict[str, float]], task: str) -> dict[str, Any]:
     """Worst site, mean and spread (max - min) of the task's headline metric across sites."""
-    metric = SITE_METRIC[task]
+    metric = HEADLINE_METRIC[task]
     values = {k: m[metric] for k, m in sites.items() if metric in m}
     if not values:
         return {"metric": metric}
@@ -125,8 +122,10 @@ class Federation:
         self._clients = clients
         preprocessing = self._preprocessing(start_definition, stats, features, vocabularies)
         definition, weights, origin = initial_model(self.settings, preprocessing, start)
+        canonical = self.spec.canonical()  # hashes the data files: once
         run_id = self.registry.create_run(self.spec.name, self.settings.seed, {
-            **self.settings.to_json(), "spec_id": self.spec.id, "spec_canonical": self.spec.canonical(),
+            **self.settings.to_json(), "spec_id": sha256_hex(canonical_json(canonical)),
+            "spec_canonical": canonical,
             "model_origin": origin, **self.run_notes,
         })
         self.on_run_created(run_id)
@@ -209,7 +208,7 @@ class Federation:
 
         (Categorical columns always need them: the agreed vocabularies travel with the statistics.)
         """
-        rank2 = len(_input_dims(definition.proto) or (0,)) == 1
+        rank2 = len(input_dims(definition.proto) or (0,)) == 1
         imputing = self.spec.data is not None and self.spec.data.missing == "impute-mean"
         return rank2 and (self.spec.standardize or imputing)
 
@@ -524,11 +523,3 @@ def _names(text: object) -> list[str]:
 def _count(value: object) -> int:
     """A non-negative count from a node's reply (untrusted); anything else counts as 0."""
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
-
-
-def _input_dims(model: onnx.ModelProto) -> tuple[int, ...] | None:
-    """Per-example dims of the model's data input, if static."""
-    inits = {t.name for t in model.graph.initializer}
-    value = next(v for v in model.graph.input if v.name not in inits)
-    dims = tuple(d.dim_value for d in value.type.tensor_type.shape.dim[1:])
-    return dims if dims and all(d > 0 for d in dims) else None

@@ -19,11 +19,9 @@ from exchange.registry import Registry
 from exchange.seeds import derive_seed
 from exchange.sources import evaluation_source, node_source, simulated_clients
 from exchange.spec import FederationSpec, assign_frameworks
+from exchange.task import HEADLINE_METRIC
 
 __all__ = ["local_baseline"]
-
-_METRIC = {"classification": "accuracy", "binary": "accuracy", "regression": "r2"}
-
 
 def local_baseline(spec: FederationSpec, registry: str, run_id: str) -> dict[str, Any]:
     """Per client: its framework and the metrics of its local-only model; and the mean."""
@@ -53,6 +51,6 @@ def local_baseline(spec: FederationSpec, registry: str, run_id: str) -> dict[str
             "framework": frameworks[i], "rows": len(y),
             "metrics": evaluate_rows(definition, result.weights, eval_x, eval_y, spec.task),
         }
-    metric = _METRIC[spec.task]
+    metric = HEADLINE_METRIC[spec.task]
     values = [c["metrics"][metric] for c in clients.values()]
     return {"metric": metric, "epochs": epochs, "clients": clients, "mean": float(np.mean(values))}
