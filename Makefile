@@ -29,9 +29,16 @@ test: setup lint
 	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 
+# mypy maps files to modules by folder, and the folders install under one name (flonnx.exchange, …,
+# see [tool.setuptools.package-dir]): it checks a view of symlinks laid out as the installed package.
+TYPECHECK := build/typecheck
 lint: setup
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy exchange server client simulations flonnx
+	@rm -rf $(TYPECHECK) && mkdir -p $(TYPECHECK)/flonnx
+	@for f in flonnx/*.py; do ln -s "$(CURDIR)/$$f" $(TYPECHECK)/flonnx/; done
+	@for p in exchange server client simulations; do ln -s "$(CURDIR)/$$p" $(TYPECHECK)/flonnx/$$p; done
+	cd $(TYPECHECK) && $(CURDIR)/$(VENV)/bin/mypy --config-file $(CURDIR)/pyproject.toml \
+		--cache-dir $(CURDIR)/.mypy_cache -p flonnx
 
 protos: setup
 	$(PY) -m grpc_tools.protoc -Iprotos --python_out=exchange/_proto --pyi_out=exchange/_proto protos/flonnx_lineage.proto

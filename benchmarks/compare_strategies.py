@@ -16,8 +16,8 @@ import argparse
 import time
 from dataclasses import dataclass, field
 
-from server.progress import ConsoleReporter, Reporter, RoundSummary
-from server.strategies import strategy_names
+from flonnx.server.progress import ConsoleReporter, Reporter, RoundSummary
+from flonnx.server.strategies import strategy_names
 
 CONFIGS: dict[str, dict[str, str]] = {
     "fedavgm": {"server-momentum": "0.9"},
@@ -63,8 +63,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--registry", default="runs-compare")
     args = parser.parse_args()
-    from exchange.spec import load_spec
-    from simulations.runner import simulate
+    from flonnx.exchange.spec import load_spec
+    from flonnx.simulations.runner import simulate
 
     names = strategy_names()
     scoped = [f"{n}.{k}={v}" for n in names for k, v in CONFIGS.get(n, {}).items()]

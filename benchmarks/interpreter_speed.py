@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from exchange.interpreter import Program
+from flonnx.exchange.interpreter import Program
 
 BATCH = 32
 

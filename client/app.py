@@ -1,4 +1,4 @@
-"""The flonnx ``ClientApp`` (``[tool.flwr.app.components] clientapp = "client.app:app"``).
+"""The flonnx ``ClientApp`` (``[tool.flwr.app.components] clientapp = "flonnx.client.app:app"``).
 
 Node config keys (a hospital's SuperNode: ``--node-config 'data="/data/a.csv" label="y" ...'``):
 
@@ -8,7 +8,7 @@ Node config keys (a hospital's SuperNode: ``--node-config 'data="/data/a.csv" la
   ``min-rows``: the node's own data file (CSV, Parquet or NPZ);
 - ``fault``: ``raise`` or ``nan`` (demo and tests of failure handling only);
 - in simulation Flower sets ``partition-id``/``num-partitions``, and the node's data is that
-  partition of the spec's dataset (:mod:`exchange.sources`).
+  partition of the spec's dataset (:mod:`flonnx.exchange.sources`).
 
 A node whose data is unusable still answers: with a one-line refusal (never a cell's value), at the
 handshake and in every round it is sampled, and the server records it in the lineage.
@@ -26,19 +26,19 @@ import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
-from client.mods import dp_clipping_mod
-from client.trainers import TrainConfig, Trainer, get_trainer
-from exchange import wire
-from exchange.definition import Definition
-from exchange.errors import DataError, FlonnxError, InvalidUpdate, ParityError
-from exchange.evaluation import evaluate_rows
-from exchange.hashing import canonical_json, weights_id
-from exchange.lineage import environment
-from exchange.models import input_dims
-from exchange.preprocess import METADATA_KEY, Preprocessing, local_stats
-from exchange.seeds import derive_seed
-from exchange.sources import DataSource, Vocabularies, node_source
-from exchange.spec import FederationSpec, assign_frameworks, spec_from_run_config
+from flonnx.client.mods import dp_clipping_mod
+from flonnx.client.trainers import TrainConfig, Trainer, get_trainer
+from flonnx.exchange import wire
+from flonnx.exchange.definition import Definition
+from flonnx.exchange.errors import DataError, FlonnxError, InvalidUpdate, ParityError
+from flonnx.exchange.evaluation import evaluate_rows
+from flonnx.exchange.hashing import canonical_json, weights_id
+from flonnx.exchange.lineage import environment
+from flonnx.exchange.models import input_dims
+from flonnx.exchange.preprocess import METADATA_KEY, Preprocessing, local_stats
+from flonnx.exchange.seeds import derive_seed
+from flonnx.exchange.sources import DataSource, Vocabularies, node_source
+from flonnx.exchange.spec import FederationSpec, assign_frameworks, spec_from_run_config
 
 __all__ = ["app", "make_client_app", "prepare_data"]
 
@@ -80,7 +80,7 @@ def _trainer(node_config: Mapping[str, Any], spec: FederationSpec | None, framew
         fault = dict(spec.faults).get(int(node_config["partition-id"]))
     trainer = get_trainer(framework)
     if fault:
-        from client.faults import faulty
+        from flonnx.client.faults import faulty
 
         return faulty(trainer, str(fault))
     return trainer
@@ -92,7 +92,7 @@ _RUNNABLE: set[str] = set()
 def _runnable(definition: Definition) -> None:
     """Refuse a received definition ONNX Runtime cannot run (never convert it here)."""
     if definition.id not in _RUNNABLE:
-        from exchange.upgrade import refuse_old_opset
+        from flonnx.exchange.upgrade import refuse_old_opset
 
         refuse_old_opset(definition)
         _RUNNABLE.add(definition.id)
@@ -117,7 +117,7 @@ def prepare_data(
     if dims is not None:
         x = x.reshape((len(x), *dims))
     if task != "regression":
-        from exchange.task import task_output
+        from flonnx.exchange.task import task_output
 
         classes = 2 if task == "binary" else task_output(definition, task).width  # type: ignore[attr-defined]
         bad = np.flatnonzero((y < 0) | (y >= classes))

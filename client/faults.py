@@ -11,9 +11,9 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from client.trainers import TrainConfig, Trainer, TrainResult
-from exchange.definition import Definition
-from exchange.errors import FlonnxError
+from flonnx.client.trainers import TrainConfig, Trainer, TrainResult
+from flonnx.exchange.definition import Definition
+from flonnx.exchange.errors import FlonnxError
 
 __all__ = ["FAULTS", "faulty"]
 

@@ -14,9 +14,9 @@ from flwr.app import ArrayRecord, Context, Message
 from flwr.clientapp.mod import adaptiveclipping_mod, fixedclipping_mod
 from flwr.clientapp.typing import ClientAppCallable
 
-from exchange import wire
-from exchange.errors import FlonnxError
-from exchange.hashing import weights_id
+from flonnx.exchange import wire
+from flonnx.exchange.errors import FlonnxError
+from flonnx.exchange.hashing import weights_id
 
 __all__ = ["dp_clipping_mod"]
 

@@ -11,8 +11,8 @@ import os
 import secrets
 from pathlib import Path
 
-from exchange.errors import RegistryError
-from exchange.hashing import sha256_hex
+from flonnx.exchange.errors import RegistryError
+from flonnx.exchange.hashing import sha256_hex
 
 __all__ = ["BlobStore"]
 

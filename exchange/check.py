@@ -2,7 +2,8 @@
 
 For a model file: safe loading (size cap, no external data, allowed domains), ``onnx.checker`` (full
 check), an opset upgrade when ONNX Runtime has no kernels for the file's old opset (the file is the
-user's own, so :func:`exchange.upgrade.upgrade_user_model` may check the upgrade with ``onnx.reference``),
+user's own, so :func:`~flonnx.exchange.upgrade.upgrade_user_model` may check the upgrade with
+``onnx.reference``),
 then for every framework flonnx knows whether it is installed, whether it can train the graph (missing
 operators listed) and its parity with ONNX Runtime on seeded random probes.
 
@@ -20,17 +21,17 @@ from typing import Any
 import numpy as np
 import onnx
 
-from exchange.definition import MAX_MODEL_BYTES, Definition, load_model_bytes
-from exchange.errors import FlonnxError, InvalidModel
-from exchange.frameworks import FRAMEWORKS
-from exchange.ort import probe_inputs, run_model
-from exchange.parity import DEFAULT_ATOL, DEFAULT_RTOL, ParityReport, compare_outputs
-from exchange.upgrade import upgrade_user_model
+from flonnx.exchange.definition import MAX_MODEL_BYTES, Definition, load_model_bytes
+from flonnx.exchange.errors import FlonnxError, InvalidModel
+from flonnx.exchange.frameworks import FRAMEWORKS
+from flonnx.exchange.ort import probe_inputs, run_model
+from flonnx.exchange.parity import DEFAULT_ATOL, DEFAULT_RTOL, ParityReport, compare_outputs
+from flonnx.exchange.upgrade import upgrade_user_model
 
 __all__ = ["CheckReport", "FrameworkCheck", "check_model"]
 
 #: framework -> (package to detect, how it executes the graph): numpy (the interpreter's reference
-#: backend) and every framework of exchange.frameworks
+#: backend) and every framework of flonnx.exchange.frameworks
 _FRAMEWORKS = {
     "numpy": ("numpy", "interpreter, numpy backend (reference; inference only)"),
     **{f.name: (f.package, f.how) for f in FRAMEWORKS.values()},
@@ -89,7 +90,7 @@ def _interpreter_check(
     framework: str, model: onnx.ModelProto, weights: dict[str, np.ndarray],
     probes: dict[str, np.ndarray], reference: dict[str, np.ndarray], atol: float, rtol: float,
 ) -> FrameworkCheck:
-    from exchange.interpreter import Program, missing_ops
+    from flonnx.exchange.interpreter import Program, missing_ops
 
     result = FrameworkCheck(framework, _FRAMEWORKS[framework][1], installed=True)
     missing = missing_ops(model, framework)
@@ -116,7 +117,7 @@ def _to_numpy(value: Any) -> Any:
 def _sklearn_check(definition: Definition, weights: dict[str, np.ndarray],
                    probes: dict[str, np.ndarray], reference: dict[str, np.ndarray],
                    atol: float, rtol: float) -> FrameworkCheck:
-    from exchange.adapters.sklearn_mlp import classifier_from_weights, read_dense_chain
+    from flonnx.exchange.adapters.sklearn_mlp import classifier_from_weights, read_dense_chain
 
     result = FrameworkCheck("sklearn", _FRAMEWORKS["sklearn"][1], installed=True)
     try:

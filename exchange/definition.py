@@ -18,8 +18,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, numpy_helper
 
-from exchange.errors import InvalidModel, InvalidUpdate
-from exchange.hashing import sha256_hex
+from flonnx.exchange.errors import InvalidModel, InvalidUpdate
+from flonnx.exchange.hashing import sha256_hex
 
 __all__ = [
     "ALLOWED_DOMAINS",

@@ -1,7 +1,7 @@
 """Evaluate a version on raw rows, as the exported model would see them (ONNX Runtime).
 
 The served model is the definition with its weights and, when the federation standardises or
-imputes, the preprocessing wrapped around it as ONNX nodes (:func:`exchange.preprocess.wrap_model`);
+imputes, the preprocessing wrapped around it as ONNX nodes (:func:`flonnx.exchange.preprocess.wrap_model`);
 without preprocessing, rows are reshaped to the model's input (e.g. 64 columns to ``1×8×8``). The
 server evaluates on its evaluation source with this; a node evaluates the final model on its own
 rows with it and sends back metrics only.
@@ -15,10 +15,10 @@ from dataclasses import replace
 import numpy as np
 import onnx
 
-from exchange.definition import Definition
-from exchange.models import input_dims
-from exchange.ort import evaluate_model
-from exchange.preprocess import METADATA_KEY, Preprocessing, wrap_model
+from flonnx.exchange.definition import Definition
+from flonnx.exchange.models import input_dims
+from flonnx.exchange.ort import evaluate_model
+from flonnx.exchange.preprocess import METADATA_KEY, Preprocessing, wrap_model
 
 __all__ = ["evaluate_rows", "served_model"]
 
@@ -37,7 +37,7 @@ def evaluate_rows(
     """The task's metrics of this version on rows ``x`` (NaN = missing) and labels/targets ``y``.
 
     ``x`` holds numeric columns as they are and categorical ones already one-hot encoded (as
-    :meth:`exchange.sources.DataSource.load` gives them): the served model minus its string
+    :meth:`flonnx.exchange.sources.DataSource.load` gives them): the served model minus its string
     encoding (which ``tests/exchange/test_preprocess.py`` checks against the full one).
     """
     model = definition.materialize(weights)

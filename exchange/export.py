@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from exchange.evaluation import served_model
-from exchange.lineage import VersionRecord
-from exchange.registry import Registry
+from flonnx.exchange.evaluation import served_model
+from flonnx.exchange.lineage import VersionRecord
+from flonnx.exchange.registry import Registry
 
 __all__ = ["export_version", "write_model"]
 

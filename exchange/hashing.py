@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from exchange.errors import InvalidUpdate
+from flonnx.exchange.errors import InvalidUpdate
 
 __all__ = [
     "canonical_json",

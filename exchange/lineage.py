@@ -5,7 +5,7 @@ record's canonical JSON — makes the lineage a tamper-evident DAG (``v_r -> u_{
 The record holds only what determines the version; when and in which run it was made is kept by the
 registry beside it, so two runs with the same seed produce the same version ids.
 
-Records are plain dataclasses; :mod:`exchange.serde` converts them to the protobuf schema in
+Records are plain dataclasses; :mod:`flonnx.exchange.serde` converts them to the protobuf schema in
 ``protos/`` and back.
 """
 
@@ -19,8 +19,8 @@ from dataclasses import dataclass, field, replace
 from importlib import metadata as importlib_metadata
 from typing import Any
 
-from exchange.errors import LineageError
-from exchange.hashing import canonical_json, sha256_hex
+from flonnx.exchange.errors import LineageError
+from flonnx.exchange.hashing import canonical_json, sha256_hex
 
 __all__ = [
     "SCHEMA_VERSION",

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from exchange.task import OutputKind, Task, parse_task
+from flonnx.exchange.task import OutputKind, Task, parse_task
 
 __all__ = ["EPSILON", "macro_f1", "roc_auc", "task_metrics"]
 

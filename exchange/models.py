@@ -5,7 +5,7 @@
 
 A model from a file needs no ML framework: ONNX Runtime checks it. A file whose opset is older than
 ONNX Runtime supports is upgraded with ONNX's version converter and checked against
-``onnx.reference`` (:mod:`exchange.upgrade`); the conversion is returned so the run records it.
+``onnx.reference`` (:mod:`flonnx.exchange.upgrade`); the conversion is returned so the run records it.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 import onnx
 
-from exchange.definition import MAX_MODEL_BYTES, Definition, load_model_bytes
-from exchange.errors import InvalidModel
-from exchange.seeds import derive_seed
+from flonnx.exchange.definition import MAX_MODEL_BYTES, Definition, load_model_bytes
+from flonnx.exchange.errors import InvalidModel
+from flonnx.exchange.seeds import derive_seed
 
 __all__ = [
     "StartingModel", "input_dims", "input_width", "load_starting_model", "read_user_model", "with_metadata",
@@ -57,7 +57,7 @@ def input_width(model: onnx.ModelProto) -> int | None:
 def _export_torch(module: Any, shape: tuple[int, ...], name: str | None) -> onnx.ModelProto:
     import torch
 
-    from exchange.adapters.torch_native import export_module
+    from flonnx.exchange.adapters.torch_native import export_module
 
     metadata = {"flonnx.model": name} if name else {}
     definition, weights = export_module(module, torch.zeros((2, *shape)), metadata=metadata)
@@ -69,14 +69,14 @@ def load_starting_model(ref: str, *, seed: int, input_shape: tuple[int, ...] | N
     if ref.endswith(".onnx"):
         path = Path(ref)
         model = read_user_model(path)
-        from exchange.upgrade import upgrade_user_model
+        from flonnx.exchange.upgrade import upgrade_user_model
 
         model, conversion = upgrade_user_model(model)
         origin: dict[str, Any] = {"kind": "file", "name": path.name}
         if conversion is not None:
             origin["conversion"] = conversion.to_json()
         return StartingModel(model, origin)
-    from exchange.zoo import MODELS, model_spec
+    from flonnx.exchange.zoo import MODELS, model_spec
 
     zoo = model_spec(ref)
     if zoo is not None:

@@ -7,9 +7,9 @@ from collections.abc import Mapping
 import numpy as np
 import onnx
 
-from exchange.definition import Definition
-from exchange.metrics import task_metrics
-from exchange.task import Task, task_output
+from flonnx.exchange.definition import Definition
+from flonnx.exchange.metrics import task_metrics
+from flonnx.exchange.task import Task, task_output
 
 __all__ = ["classification_metrics", "evaluate_model", "probe_inputs", "run_model", "session"]
 
@@ -37,10 +37,10 @@ def run_model(model: onnx.ModelProto, inputs: Mapping[str, np.ndarray]) -> dict[
 def evaluate_model(
     model: onnx.ModelProto, x: np.ndarray, y: np.ndarray, task: Task | str, *, batch_size: int = 4096
 ) -> dict[str, float]:
-    """The task's metrics of ``model`` on ``x`` (:func:`exchange.metrics.task_metrics`).
+    """The task's metrics of ``model`` on ``x`` (:func:`flonnx.exchange.metrics.task_metrics`).
 
     ONNX Runtime runs ``x`` in batches; the evaluated output and its kind come from
-    :func:`exchange.task.task_output`.
+    :func:`flonnx.exchange.task.task_output`.
 
     ``y`` holds int64 labels (classification, binary) or float32 targets (regression), shape ``[N]``.
     """

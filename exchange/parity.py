@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from exchange.definition import Definition
-from exchange.errors import ParityError
-from exchange.ort import probe_inputs, run_model
+from flonnx.exchange.definition import Definition
+from flonnx.exchange.errors import ParityError
+from flonnx.exchange.ort import probe_inputs, run_model
 
 __all__ = ["DEFAULT_ATOL", "DEFAULT_RTOL", "ParityReport", "check_parity", "compare_outputs"]
 

@@ -22,7 +22,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from exchange.errors import FlonnxError, InvalidModel
+from flonnx.exchange.errors import FlonnxError, InvalidModel
 
 __all__ = ["METADATA_KEY", "LocalStats", "Preprocessing", "combine_stats", "local_stats", "wrap_model"]
 

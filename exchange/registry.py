@@ -29,11 +29,11 @@ from typing import Any
 
 import numpy as np
 
-from exchange.blobstore import BlobStore
-from exchange.definition import Definition
-from exchange.errors import FlonnxError, LineageError, RegistryError
-from exchange.hashing import canonical_json, decode_weights, encode_weights, sha256_hex
-from exchange.lineage import VersionKind, VersionRecord
+from flonnx.exchange.blobstore import BlobStore
+from flonnx.exchange.definition import Definition
+from flonnx.exchange.errors import FlonnxError, LineageError, RegistryError
+from flonnx.exchange.hashing import canonical_json, decode_weights, encode_weights, sha256_hex
+from flonnx.exchange.lineage import VersionKind, VersionRecord
 
 __all__ = ["Registry", "RunInfo", "StoredVersion", "strategy_state_id"]
 

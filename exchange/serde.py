@@ -1,14 +1,14 @@
 """Conversion between lineage dataclasses and the protobuf schema in ``protos/flonnx_lineage.proto``.
 
 The only module that touches the generated protobuf code; the rest of flonnx works with
-:class:`~exchange.lineage.VersionRecord`.
+:class:`~flonnx.exchange.lineage.VersionRecord`.
 """
 
 from __future__ import annotations
 
-from exchange._proto import flonnx_lineage_pb2 as pb
-from exchange.errors import LineageError
-from exchange.lineage import VersionKind, VersionRecord
+from flonnx.exchange._proto import flonnx_lineage_pb2 as pb
+from flonnx.exchange.errors import LineageError
+from flonnx.exchange.lineage import VersionKind, VersionRecord
 
 __all__ = ["deserialize_record", "record_from_proto", "record_to_proto", "serialize_record"]
 

@@ -20,10 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from exchange.data import FeatureSchema, read_table, to_arrays
-from exchange.errors import DataError
-from exchange.seeds import derive_seed
-from exchange.spec import BUILTIN_DATASETS, DataSpec, FederationSpec
+from flonnx.exchange.data import FeatureSchema, read_table, to_arrays
+from flonnx.exchange.errors import DataError
+from flonnx.exchange.seeds import derive_seed
+from flonnx.exchange.spec import BUILTIN_DATASETS, DataSpec, FederationSpec
 
 __all__ = [
     "DataSource",
@@ -81,7 +81,7 @@ class DataSource:
         """This node's values of each categorical column (for the federated vocabulary)."""
         if not self.schema.categorical:
             return {}
-        from exchange.data import local_stats
+        from flonnx.exchange.data import local_stats
 
         table = _table(self.dataset).take(self._index())
         found: dict[str, list[str]] = local_stats(table, self.schema)["categorical"]
@@ -140,7 +140,7 @@ def _schema(data: DataSpec, overrides: Mapping[str, Any] | None = None) -> Featu
 @lru_cache(maxsize=8)
 def _table(dataset: str):  # type: ignore[no-untyped-def]
     if dataset in BUILTIN_DATASETS:
-        from exchange.data import builtin_table
+        from flonnx.exchange.data import builtin_table
 
         return builtin_table(dataset)
     return read_table(dataset)
@@ -150,14 +150,14 @@ def _table(dataset: str):  # type: ignore[no-untyped-def]
 def _converted(dataset: str, schema: FeatureSchema, task: str, vocabularies: Vocabularies
                ) -> tuple[np.ndarray, np.ndarray]:
     # no means: under impute-mean a missing numeric cell stays NaN, and the federated mean
-    # replaces it later (exchange.preprocess), the same constant at every node
+    # replaces it later (flonnx.exchange.preprocess), the same constant at every node
     return to_arrays(_table(dataset), schema, task=task, vocabularies=dict(vocabularies))
 
 
 @lru_cache(maxsize=8)
 def _split(dataset: str, schema: FeatureSchema, task: str, holdout: float | None, seed: int
            ) -> tuple[np.ndarray, np.ndarray]:
-    from exchange.data import holdout as split
+    from flonnx.exchange.data import holdout as split
 
     _, y = _converted(dataset, schema, task, _empty(schema))
     if not holdout:
@@ -169,7 +169,7 @@ def _split(dataset: str, schema: FeatureSchema, task: str, holdout: float | None
 @lru_cache(maxsize=8)
 def _parts(dataset: str, schema: FeatureSchema, task: str, holdout: float | None, seed: int,
            partition: str, num_partitions: int) -> list[np.ndarray]:
-    from exchange.data import partition as split
+    from flonnx.exchange.data import partition as split
 
     train, _ = _split(dataset, schema, task, holdout, seed)
     table = _table(dataset).take(train)
@@ -200,7 +200,7 @@ def simulated_clients(spec: FederationSpec) -> int:
 
 def partition_plan(spec: FederationSpec) -> list[dict[str, Any]]:
     """Per simulated client: its source and a summary (rows, label histogram or target moments)."""
-    from exchange.data import partition_summary
+    from flonnx.exchange.data import partition_summary
 
     data = _spec_source(spec)
     n = simulated_clients(spec)

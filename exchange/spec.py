@@ -23,10 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from exchange.data.builtin import BUILTIN_DATASETS as _BUILTIN_TABLE
-from exchange.errors import FlonnxError
-from exchange.frameworks import FRAMEWORKS as _FRAMEWORK_TABLE
-from exchange.hashing import canonical_json, sha256_hex
+from flonnx.exchange.data.builtin import BUILTIN_DATASETS as _BUILTIN_TABLE
+from flonnx.exchange.errors import FlonnxError
+from flonnx.exchange.frameworks import FRAMEWORKS as _FRAMEWORK_TABLE
+from flonnx.exchange.hashing import canonical_json, sha256_hex
 
 __all__ = [
     "BUILTIN_DATASETS",
@@ -50,9 +50,9 @@ __all__ = [
 BUILTIN_SPEC_DIR = Path(__file__).resolve().parents[1] / "simulations" / "specs"
 
 TASKS = ("classification", "binary", "regression")
-#: Frameworks a node can train with (the table in exchange.frameworks).
+#: Frameworks a node can train with (the table in flonnx.exchange.frameworks).
 FRAMEWORKS = tuple(_FRAMEWORK_TABLE)
-#: Built-in datasets (shipped inside scikit-learn; the table is exchange.data.builtin's) -> task.
+#: Built-in datasets (shipped inside scikit-learn; the table is flonnx.exchange.data.builtin's) -> task.
 BUILTIN_DATASETS = {name: entry.task for name, entry in _BUILTIN_TABLE.items()}
 _MISSING = ("refuse", "impute-mean")
 _PARTITIONS = "iid, dirichlet:ALPHA, shards:K or column:NAME"
@@ -402,7 +402,7 @@ def parse_spec(raw: Mapping[str, Any], *, source: str = "spec", base_dir: Path |
     if model.endswith(".onnx"):
         model = _resolve_path(model, base)
     elif ":" not in model:
-        from exchange.zoo import MODELS, model_spec
+        from flonnx.exchange.zoo import MODELS, model_spec
 
         if model_spec(model) is None:
             zoo = ", ".join(sorted(MODELS))
@@ -589,7 +589,7 @@ def assign_frameworks(spec: FederationSpec, num_clients: int) -> list[str]:
     The shuffle keeps label skew from lining up with one framework. With ``column:NAME``
     partitioning the counts may not be known in advance: they are scaled to ``num_clients``.
     """
-    from exchange.seeds import derive_seed
+    from flonnx.exchange.seeds import derive_seed
 
     names = [name for name, count in spec.frameworks for _ in range(count)]
     if len(names) != num_clients:

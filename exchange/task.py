@@ -21,8 +21,8 @@ from enum import StrEnum
 import numpy as np
 import onnx
 
-from exchange.definition import Definition
-from exchange.errors import FlonnxError, InvalidModel
+from flonnx.exchange.definition import Definition
+from flonnx.exchange.errors import FlonnxError, InvalidModel
 
 __all__ = [
     "HEADLINE_METRIC",

@@ -7,7 +7,7 @@ ONNX Runtime drops kernels for very old operator versions (opset-6 ``Gemm``, ``B
   its own file into a definition). It upgrades with ``onnx.version_converter`` and accepts the result
   only if ONNX Runtime runs it, every initializer keeps its name and value (weights are federated by
   initializer name), and ONNX Runtime on the upgraded model matches ``onnx.reference`` on the original
-  on seeded probes. Anything else raises :class:`~exchange.errors.InvalidModel`.
+  on seeded probes. Anything else raises :class:`~flonnx.exchange.errors.InvalidModel`.
 - :func:`refuse_old_opset` is for a definition received from a coordinator. ``onnx.reference`` is not
   hardened for untrusted input and converting is the coordinator's job, so it only asks ONNX Runtime
   to build a session and refuses an old-opset model; it never converts and never runs ``onnx.reference``.
@@ -23,10 +23,10 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from exchange.definition import Definition
-from exchange.errors import InvalidModel
-from exchange.ort import probe_inputs, session
-from exchange.parity import DEFAULT_ATOL, DEFAULT_RTOL, compare_outputs
+from flonnx.exchange.definition import Definition
+from flonnx.exchange.errors import InvalidModel
+from flonnx.exchange.ort import probe_inputs, session
+from flonnx.exchange.parity import DEFAULT_ATOL, DEFAULT_RTOL, compare_outputs
 
 __all__ = [
     "DEFAULT_TARGET_OPSET",
@@ -165,7 +165,7 @@ def refuse_old_opset(model: onnx.ModelProto | Definition) -> OrtStatus:
 
 
 def _run_quietly(model: onnx.ModelProto, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Like :func:`exchange.ort.run_model`, but a failure is only raised, not also logged to stderr."""
+    """Like :func:`flonnx.exchange.ort.run_model`, but a failure is only raised, not also logged to stderr."""
     import onnxruntime
 
     sess = session(model)

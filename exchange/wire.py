@@ -47,7 +47,7 @@ REPLY_FRAMEWORK = "framework"
 REPLY_FRAMEWORK_VERSION = "framework-version"
 REPLY_WEIGHTS_ID = "weights-id"
 REPLY_SEED = "seed"
-REPLY_ENVIRONMENT = "environment"  # canonical JSON of exchange.lineage.environment()
+REPLY_ENVIRONMENT = "environment"  # canonical JSON of flonnx.exchange.lineage.environment()
 REPLY_NUM_EXAMPLES = "num-examples"
 REPLY_NUM_FEATURES = "num-features"
 # a node that cannot serve (bad data, unknown framework) answers the handshake with a refusal

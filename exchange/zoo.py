@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from exchange.errors import InvalidModel
+from flonnx.exchange.errors import InvalidModel
 
 if TYPE_CHECKING:
     import torch

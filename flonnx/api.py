@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from exchange.lineage import VersionKind
-from exchange.spec import FederationSpec, parse_spec
-from exchange.spec import load_spec as _load_spec
+from flonnx.exchange.lineage import VersionKind
+from flonnx.exchange.spec import FederationSpec, parse_spec
+from flonnx.exchange.spec import load_spec as _load_spec
 
 __all__ = ["ClientResult", "RoundResult", "RunHistory", "history", "load_spec", "simulate", "spec"]
 
@@ -116,7 +116,7 @@ def _by_framework(clients: list[ClientResult]) -> dict[str, dict[str, float]]:
 
 def history(run_id: str | None = None, registry: str | Path = "runs") -> RunHistory:
     """The history of ``run_id`` (a unique prefix is enough; default: the newest run)."""
-    from exchange.registry import Registry
+    from flonnx.exchange.registry import Registry
 
     with Registry(registry, create=False) as reg:
         run = reg.run(reg.resolve_run(run_id))
@@ -155,7 +155,7 @@ def simulate(spec: FederationSpec | str, *, registry: str | Path = "runs", verbo
     A spec naming several strategies runs one registry run per strategy; use :func:`history` with
     the other run ids (printed, and listed by ``flonnx runs``) to read those.
     """
-    from simulations.runner import simulate as run
+    from flonnx.simulations.runner import simulate as run
 
     fed = load_spec(spec, **overrides) if isinstance(spec, str) else (
         spec.with_overrides(_keys(overrides)) if overrides else spec)

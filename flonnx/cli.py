@@ -12,8 +12,8 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.table import Table
 
-from exchange.errors import FlonnxError
-from server.progress import wide_console
+from flonnx.exchange.errors import FlonnxError
+from flonnx.server.progress import wide_console
 
 app = typer.Typer(help="Federated learning across ML frameworks, with ONNX and lineage.",
                   no_args_is_help=True, add_completion=False)
@@ -43,7 +43,7 @@ def _friendly(fn: F) -> F:
 
 
 def _open(registry: Path) -> Any:
-    from exchange.registry import Registry
+    from flonnx.exchange.registry import Registry
 
     return Registry(registry, create=False)
 
@@ -85,9 +85,9 @@ def simulate(
     SPEC is a preset name (flonnx scenarios) or a spec file (.toml, docs/spec.md); default
     digits-mixed, or nothing but the flags when --model is given. The flags override its keys.
     """
-    from exchange.spec import load_spec, parse_spec
-    from simulations.runner import plan
-    from simulations.runner import simulate as run
+    from flonnx.exchange.spec import load_spec, parse_spec
+    from flonnx.simulations.runner import plan
+    from flonnx.simulations.runner import simulate as run
 
     if rounds is not None and rounds < 1:
         raise FlonnxError(f"--rounds must be at least 1, got {rounds}")
@@ -106,7 +106,7 @@ def simulate(
             if data else {}), source="command line")
     else:
         fed = load_spec(spec or "digits-mixed", overrides)
-    from server.app import run_plan
+    from flonnx.server.app import run_plan
 
     run_plan({"registry": str(registry)}, fed)  # fail before Ray starts
     simulation = plan(fed)
@@ -145,7 +145,7 @@ def _print_plan(spec: Any, simulation: dict[str, Any]) -> None:
 @_friendly
 def scenarios() -> None:
     """List the built-in federation presets (spec files in simulations/specs/)."""
-    from exchange.spec import BUILTIN_SPEC_DIR, builtin_specs
+    from flonnx.exchange.spec import BUILTIN_SPEC_DIR, builtin_specs
 
     table = Table(title=f"presets in {BUILTIN_SPEC_DIR}")
     table.add_column("name")
@@ -165,9 +165,9 @@ def resume(
     verbose: Annotated[bool, typer.Option(help="Show Flower's and Ray's logs.")] = False,
 ) -> None:
     """Continue stopped or failed runs from their last committed round, strategy state included."""
-    from server.app import run_plan
-    from server.settings import Settings
-    from simulations.runner import simulate as run
+    from flonnx.server.app import run_plan
+    from flonnx.server.settings import Settings
+    from flonnx.simulations.runner import simulate as run
 
     reg = _open(registry)
     run_ids = [reg.resolve_run(r) for r in runs]
@@ -275,7 +275,7 @@ def lineage_replay(
     registry: RegistryOpt = Path("runs"),
 ) -> None:
     """Re-aggregate every round from the recorded updates; exit 1 naming the first round that differs."""
-    from server.replay import replay_run
+    from flonnx.server.replay import replay_run
 
     reg = _open(registry)
     run_id = reg.resolve_run(run)
@@ -300,7 +300,7 @@ def export(
     registry: RegistryOpt = Path("runs"),
 ) -> None:
     """Write a standalone ONNX file (with model card metadata) of any version."""
-    from exchange.export import export_version, write_model
+    from flonnx.exchange.export import export_version, write_model
 
     reg = _open(registry)
     version_id = reg.resolve_version(version)
@@ -327,7 +327,7 @@ def check(
     "has_verdict" (false exactly when the exit code is 1). "definition_id", "opsets" and "parameters"
     describe the upgraded model when there was a conversion.
     """
-    from exchange.check import check_model
+    from flonnx.exchange.check import check_model
 
     report = check_model(model, seed=seed)
     if as_json:

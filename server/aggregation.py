@@ -28,11 +28,11 @@ from flwr.app import (
 )
 from flwr.supercore.task_identity import TaskIdentity
 
-from exchange import wire
-from exchange.definition import Definition
-from exchange.errors import FlonnxError
-from exchange.seeds import derive_seed
-from server.strategy_state import seeded_global_rng
+from flonnx.exchange import wire
+from flonnx.exchange.definition import Definition
+from flonnx.exchange.errors import FlonnxError
+from flonnx.exchange.seeds import derive_seed
+from flonnx.server.strategy_state import seeded_global_rng
 
 __all__ = ["AggregationInput", "aggregate_round", "configure_round", "update_message"]
 

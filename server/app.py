@@ -1,4 +1,4 @@
-"""The flonnx ``ServerApp`` (``[tool.flwr.app.components] serverapp = "server.app:app"``).
+"""The flonnx ``ServerApp`` (``[tool.flwr.app.components] serverapp = "flonnx.server.app:app"``).
 
 Run config ``strategy`` may list several strategies (``"fedavg fedadam"``): the ServerApp then runs
 one registry run per strategy, one after the other on the same grid, so a comparison pays for the
@@ -16,11 +16,11 @@ from typing import Any
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
-from exchange.registry import Registry
-from exchange.spec import FederationSpec
-from server.federation import Federation
-from server.progress import Reporter
-from server.settings import Settings, plan_runs
+from flonnx.exchange.registry import Registry
+from flonnx.exchange.spec import FederationSpec
+from flonnx.server.federation import Federation
+from flonnx.server.progress import Reporter
+from flonnx.server.settings import Settings, plan_runs
 
 __all__ = ["app", "make_server_app", "resumed_settings", "run_plan"]
 
@@ -47,7 +47,7 @@ def run_plan(config: Mapping[str, Any], spec: FederationSpec | None = None) -> l
                  for run_id in requested.resume.replace(",", " ").split()]
     else:
         plans = plan_runs(config, spec)
-    from server.strategies import build_strategy
+    from flonnx.server.strategies import build_strategy
 
     for settings in plans:
         build_strategy(settings.strategy, settings.strategy_config, settings.strategy_defaults())

@@ -2,7 +2,7 @@
 
 Per round: sample clients by stable key with a seeded RNG; let the inner Flower strategy configure
 the round; add the definition and lineage to every message; validate every reply; hand the valid
-ones to the strategy in client-key order (:mod:`server.aggregation`); evaluate the new global version
+ones to the strategy in client-key order (:mod:`flonnx.server.aggregation`); evaluate the new global version
 with ONNX Runtime on the server's test split; record the updates, the rejections, the aggregate and
 the strategy's state in the registry in one transaction.
 
@@ -24,25 +24,25 @@ import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MessageType, RecordDict
 from flwr.serverapp import Grid
 
-from exchange import wire
-from exchange.definition import Definition
-from exchange.errors import FlonnxError
-from exchange.evaluation import evaluate_rows
-from exchange.hashing import canonical_json, sha256_hex
-from exchange.lineage import VersionKind, VersionRecord, environment
-from exchange.models import StartingModel, input_dims, input_width, load_starting_model, with_metadata
-from exchange.preprocess import METADATA_KEY, LocalStats, Preprocessing, combine_stats
-from exchange.registry import Registry
-from exchange.seeds import derive_seed
-from exchange.sources import evaluation_source
-from exchange.task import HEADLINE_METRIC
-from server.aggregation import AggregationInput, aggregate_round, configure_round
-from server.progress import ConsoleReporter, Reporter, RoundSummary
-from server.replies import ClientInfo, Rejection, Update, check_reply, failure_line, one_line
-from server.sampling import sample_clients
-from server.settings import Settings
-from server.strategies import DP_CLIPPING_MODE, build_strategy
-from server.strategy_state import capture_state, restore_state
+from flonnx.exchange import wire
+from flonnx.exchange.definition import Definition
+from flonnx.exchange.errors import FlonnxError
+from flonnx.exchange.evaluation import evaluate_rows
+from flonnx.exchange.hashing import canonical_json, sha256_hex
+from flonnx.exchange.lineage import VersionKind, VersionRecord, environment
+from flonnx.exchange.models import StartingModel, input_dims, input_width, load_starting_model, with_metadata
+from flonnx.exchange.preprocess import METADATA_KEY, LocalStats, Preprocessing, combine_stats
+from flonnx.exchange.registry import Registry
+from flonnx.exchange.seeds import derive_seed
+from flonnx.exchange.sources import evaluation_source
+from flonnx.exchange.task import HEADLINE_METRIC
+from flonnx.server.aggregation import AggregationInput, aggregate_round, configure_round
+from flonnx.server.progress import ConsoleReporter, Reporter, RoundSummary
+from flonnx.server.replies import ClientInfo, Rejection, Update, check_reply, failure_line, one_line
+from flonnx.server.sampling import sample_clients
+from flonnx.server.settings import Settings
+from flonnx.server.strategies import DP_CLIPPING_MODE, build_strategy
+from flonnx.server.strategy_state import capture_state, restore_state
 
 __all__ = ["Federation", "RoundFailed", "initial_model", "site_summary"]
 
@@ -364,7 +364,7 @@ class Federation:
                 self._categories[key] = categories
                 continue  # counted in the second handshake, once the vocabularies are agreed
             if width is not None and widths[key] != width:
-                # the same words as the node's own refusal in every round (client.app.prepare_data)
+                # the same words as the node's own refusal in every round (flonnx.client.app.prepare_data)
                 self._refused[key] = f"the data has {widths[key]} features but the model expects {width}"
                 continue
             if stats and wire.STATS in reply.content.array_records:

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from server.replies import Rejection
+from flonnx.server.replies import Rejection
 
 __all__ = ["HEADLINE_METRICS", "ConsoleReporter", "Reporter", "RoundSummary", "headline", "wide_console"]
 

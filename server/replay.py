@@ -12,14 +12,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from exchange.errors import FlonnxError, LineageError
-from exchange.hashing import weights_id
-from exchange.lineage import VersionKind
-from exchange.registry import Registry, strategy_state_id
-from server.aggregation import AggregationInput, aggregate_round, configure_round
-from server.settings import Settings
-from server.strategies import DP_CLIPPING_MODE, build_strategy
-from server.strategy_state import capture_state, restore_state
+from flonnx.exchange.errors import FlonnxError, LineageError
+from flonnx.exchange.hashing import weights_id
+from flonnx.exchange.lineage import VersionKind
+from flonnx.exchange.registry import Registry, strategy_state_id
+from flonnx.server.aggregation import AggregationInput, aggregate_round, configure_round
+from flonnx.server.settings import Settings
+from flonnx.server.strategies import DP_CLIPPING_MODE, build_strategy
+from flonnx.server.strategy_state import capture_state, restore_state
 
 __all__ = ["ReplayReport", "RoundReplay", "replay_run"]
 

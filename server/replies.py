@@ -11,10 +11,10 @@ from typing import Any
 import numpy as np
 from flwr.app import Message
 
-from exchange import wire
-from exchange.definition import Definition
-from exchange.errors import FlonnxError, InvalidUpdate
-from exchange.hashing import weights_id
+from flonnx.exchange import wire
+from flonnx.exchange.definition import Definition
+from flonnx.exchange.errors import FlonnxError, InvalidUpdate
+from flonnx.exchange.hashing import weights_id
 
 __all__ = ["ClientInfo", "Rejection", "Update", "check_reply"]
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from exchange.seeds import derive_seed
+from flonnx.exchange.seeds import derive_seed
 
 __all__ = ["sample_clients"]
 

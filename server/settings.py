@@ -1,7 +1,7 @@
 """Run settings: a federation spec plus what only the coordinator needs (registry, timeouts, resume).
 
 Flower's run config (``[tool.flwr.app.config]`` + ``--run-config``) names the spec (``spec``: a
-preset name or a TOML file) and may override its keys (:data:`exchange.spec.RUN_CONFIG_KEYS`).
+preset name or a TOML file) and may override its keys (:data:`flonnx.exchange.spec.RUN_CONFIG_KEYS`).
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from exchange.errors import FlonnxError
-from exchange.spec import (
+from flonnx.exchange.errors import FlonnxError
+from flonnx.exchange.spec import (
     DEFAULT_SPEC,
     RUN_CONFIG_KEYS,
     FederationSpec,

@@ -4,7 +4,7 @@ Every strategy in ``flwr.serverapp.strategy`` that aggregates arrays has a short
 differential-privacy wrappers take the strategy they wrap as ``inner=NAME`` (default ``fedavg``) and
 pass every parameter they do not know on to it. A researcher's own strategy is named
 ``package.module:Class`` (see docs/strategies.md). Unknown names and bad parameters raise
-:class:`~exchange.errors.FlonnxError` listing the valid choices, before any round runs.
+:class:`~flonnx.exchange.errors.FlonnxError` listing the valid choices, before any round runs.
 
 The effective configuration (every settable parameter, defaults included, keys in ``dash-case``) is
 what lineage records; :func:`build_strategy` accepts it back unchanged, which is how resume and
@@ -21,8 +21,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Union, get_args, get_origin
 
-from exchange import wire
-from exchange.errors import FlonnxError
+from flonnx.exchange import wire
+from flonnx.exchange.errors import FlonnxError
 
 __all__ = [
     "DP_CLIPPING_MODE",

@@ -29,7 +29,7 @@ import numpy as np
 from flwr.app import Array, ArrayRecord
 from flwr.serverapp.strategy import Strategy
 
-from exchange.errors import FlonnxError
+from flonnx.exchange.errors import FlonnxError
 
 __all__ = ["StateError", "capture_state", "restore_state", "seeded_global_rng"]
 

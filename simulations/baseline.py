@@ -14,19 +14,19 @@ from typing import Any
 
 import numpy as np
 
-from exchange.evaluation import evaluate_rows
-from exchange.registry import Registry
-from exchange.seeds import derive_seed
-from exchange.sources import evaluation_source, node_source, simulated_clients
-from exchange.spec import FederationSpec, assign_frameworks
-from exchange.task import HEADLINE_METRIC
+from flonnx.exchange.evaluation import evaluate_rows
+from flonnx.exchange.registry import Registry
+from flonnx.exchange.seeds import derive_seed
+from flonnx.exchange.sources import evaluation_source, node_source, simulated_clients
+from flonnx.exchange.spec import FederationSpec, assign_frameworks
+from flonnx.exchange.task import HEADLINE_METRIC
 
 __all__ = ["local_baseline"]
 
 def local_baseline(spec: FederationSpec, registry: str, run_id: str) -> dict[str, Any]:
     """Per client: its framework and the metrics of its local-only model; and the mean."""
-    from client.app import prepare_data
-    from client.trainers import TrainConfig, get_trainer
+    from flonnx.client.app import prepare_data
+    from flonnx.client.trainers import TrainConfig, get_trainer
 
     source = evaluation_source(spec)
     if source is None:

@@ -7,9 +7,9 @@ import os
 import warnings
 from typing import Any
 
-from exchange.errors import FlonnxError
-from exchange.spec import FederationSpec, assign_frameworks
-from server.progress import Reporter
+from flonnx.exchange.errors import FlonnxError
+from flonnx.exchange.spec import FederationSpec, assign_frameworks
+from flonnx.server.progress import Reporter
 
 __all__ = ["SimulationFailed", "offline_environment", "plan", "simulate"]
 
@@ -36,7 +36,7 @@ def offline_environment() -> None:
 
 def plan(spec: FederationSpec) -> dict[str, Any]:
     """The simulated federation: per client its framework and partition summary (recorded, printed)."""
-    from exchange.sources import partition_plan, simulated_clients
+    from flonnx.exchange.sources import partition_plan, simulated_clients
 
     n = simulated_clients(spec)
     frameworks = assign_frameworks(spec, n)
@@ -66,8 +66,8 @@ def simulate(
     offline_environment()
     from flwr.simulation import run_simulation
 
-    from client.app import make_client_app
-    from server.app import make_server_app
+    from flonnx.client.app import make_client_app
+    from flonnx.server.app import make_server_app
 
     simulation = simulation or plan(spec)
     clients = int(simulation["num_clients"])
@@ -106,8 +106,8 @@ def simulate(
 def _compare_local(spec: FederationSpec, registry: str, run_ids: list[str],
                    reporter: Reporter | None) -> None:
     """Train each client alone, print federated vs mean local-only, record it with every run."""
-    from exchange.registry import Registry
-    from simulations.baseline import local_baseline
+    from flonnx.exchange.registry import Registry
+    from flonnx.simulations.baseline import local_baseline
 
     baseline = local_baseline(spec, registry, run_ids[0])
     if not baseline:

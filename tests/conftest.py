@@ -19,8 +19,8 @@ os.environ.setdefault("FLWR_HOME", str(ROOT / ".flwr-home"))
 def mlp_model():  # type: ignore[no-untyped-def]
     """The digits MLP exported from torch: (definition, weights)."""
     torch = pytest.importorskip("torch", reason="the torch exporter produces the reference MLP")
-    from exchange.adapters.torch_native import export_module
-    from exchange.zoo import build
+    from flonnx.exchange.adapters.torch_native import export_module
+    from flonnx.exchange.zoo import build
 
     torch.manual_seed(0)
     return export_module(build("digits-mlp"), torch.zeros(2, 64), metadata={"flonnx.model": "digits-mlp"})

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from exchange.sources import evaluation_source, node_source
-from exchange.spec import load_spec
+from flonnx.exchange.sources import evaluation_source, node_source
+from flonnx.exchange.spec import load_spec
 
 __all__ = ["digits_holdout", "digits_partition"]
 

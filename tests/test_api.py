@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import flonnx
-from exchange.errors import FlonnxError
-from exchange.registry import Registry
+from flonnx.exchange.errors import FlonnxError
+from flonnx.exchange.registry import Registry
 from tests.server.conftest import run_local
 
 

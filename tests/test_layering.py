@@ -40,8 +40,8 @@ class Absent(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     def exec_module(self, module):
         pass
 sys.meta_path.insert(0, Absent())
-def loaded(*tops):
-    return sorted(m for m in sys.modules if m.split(".")[0] in tops)
+def loaded(*packages):
+    return sorted(m for m in sys.modules if any(m == p or m.startswith(p + ".") for p in packages))
 """
 
 
@@ -68,7 +68,8 @@ def test_no_module_of_server_or_client_imports_simulations(package: str) -> None
     files = sorted((ROOT / package).rglob("*.py"))
 
     offenders = [f"{path.relative_to(ROOT)}: {name}" for path in files
-                 for name in _imported_modules(path) if name.split(".")[0] == "simulations"]
+                 for name in _imported_modules(path)
+                 if name == "flonnx.simulations" or name.startswith("flonnx.simulations.")]
 
     assert files
     assert offenders == []
@@ -76,8 +77,8 @@ def test_no_module_of_server_or_client_imports_simulations(package: str) -> None
 
 def test_importing_the_server_and_client_apps_loads_no_simulations_module() -> None:
     program = """
-    import server.app, client.app
-    assert not loaded("simulations"), loaded("simulations")
+    import flonnx.server.app, flonnx.client.app
+    assert not loaded("flonnx.simulations"), loaded("flonnx.simulations")
     print("ok")
     """
 
@@ -92,11 +93,11 @@ import sys
 from pathlib import Path
 import numpy as np
 from onnx import TensorProto, helper, save
-from exchange.ort import evaluate_model
-from exchange.spec import parse_spec
-from server.federation import Federation, initial_model
-from server.progress import Reporter
-from server.settings import Settings
+from flonnx.exchange.ort import evaluate_model
+from flonnx.exchange.spec import parse_spec
+from flonnx.server.federation import Federation, initial_model
+from flonnx.server.progress import Reporter
+from flonnx.server.settings import Settings
 
 folder = Path(sys.argv[1])
 rng = np.random.default_rng(0)
@@ -143,8 +144,8 @@ def test_a_node_imports_only_its_own_framework(framework: str, blocked: tuple[st
     program = f"""
     import numpy as np
     from onnx import TensorProto, helper
-    from client.trainers import TrainConfig, get_trainer
-    from exchange.definition import Definition
+    from flonnx.client.trainers import TrainConfig, get_trainer
+    from flonnx.exchange.definition import Definition
     rng = np.random.default_rng(0)
     def dense(name, rows, cols):
         values = rng.normal(scale=0.5, size=rows * cols).astype(np.float32).tolist()
@@ -166,8 +167,7 @@ def test_a_node_imports_only_its_own_framework(framework: str, blocked: tuple[st
     trainer = get_trainer({framework!r})
     config = TrainConfig.from_config({{"local-epochs": 1, "task": "classification"}}, 0)
     result = trainer.train(definition, weights, x, y, config)
-    import client.app
-
+    import flonnx.client.app
     assert sorted(result.weights) == sorted(weights), sorted(result.weights)
     assert loaded({framework!r}), "the trainer did not import its own framework"
     assert not loaded(*BLOCKED), loaded(*BLOCKED)
@@ -178,3 +178,59 @@ def test_a_node_imports_only_its_own_framework(framework: str, blocked: tuple[st
 
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip() == "ok"
+
+
+# ---------------------------------------------------------------------------------------------------
+# One import name: the repository's folders install as flonnx.exchange, flonnx.server, … (pyproject's
+# [tool.setuptools.package-dir]); nothing may import them by their folder names, which a site's
+# machine does not have.
+
+_FOLDERS = ("exchange", "server", "client", "simulations")
+
+
+def test_no_code_or_test_imports_a_folder_by_its_generic_top_level_name() -> None:
+    files = [path for folder in (*_FOLDERS, "flonnx", "tests")
+             for path in sorted((ROOT / folder).rglob("*.py")) if "_proto" not in path.parts]
+
+    offenders = [f"{path.relative_to(ROOT)}: {name}" for path in files
+                 for name in _imported_modules(path) if name.split(".")[0] in _FOLDERS]
+
+    assert len(files) > 100
+    assert offenders == []
+
+
+def test_the_folders_import_only_as_the_flonnx_namespace_outside_the_checkout(tmp_path: Path) -> None:
+    # from a directory that is not the checkout, the generic names must not resolve at all
+    program = """
+    import importlib.util
+    import flonnx.client.app, flonnx.exchange.spec, flonnx.server.app, flonnx.simulations.runner
+    generic = ("exchange", "server", "client", "simulations")
+    assert [importlib.util.find_spec(n) for n in generic] == [None] * 4
+    from flonnx.exchange.spec import BUILTIN_SPEC_DIR
+    assert (BUILTIN_SPEC_DIR / "digits-mixed.toml").is_file(), BUILTIN_SPEC_DIR
+    print("ok")
+    """
+    source = _BLOCKER.format(blocked=()) + textwrap.dedent(program)
+    result = subprocess.run([sys.executable, "-c", source], capture_output=True, text=True, cwd=tmp_path,
+                            timeout=300)
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip() == "ok"
+
+
+def test_the_app_bundle_holds_no_python_so_it_cannot_shadow_the_sites_flonnx() -> None:
+    # The FAB `flwr run` sends is built exactly as Flower builds it; its components must name modules
+    # of the installed flonnx, and it must carry no Python that a SuperNode would put first on sys.path.
+    import io
+    import tomllib
+    import zipfile
+
+    from flwr.cli.build import build_fab_from_disk
+
+    fab = zipfile.ZipFile(io.BytesIO(build_fab_from_disk(ROOT)))
+    names = fab.namelist()
+    components = tomllib.loads(fab.read("pyproject.toml").decode())["tool"]["flwr"]["app"]["components"]
+
+    assert "pyproject.toml" in names
+    assert [n for n in names if n.endswith(".py")] == []
+    assert components == {"serverapp": "flonnx.server.app:app", "clientapp": "flonnx.client.app:app"}

@@ -5,8 +5,8 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
-from exchange.spec import RUN_CONFIG_KEYS, load_spec, spec_from_run_config
-from server.settings import SERVER_KEYS, Settings
+from flonnx.exchange.spec import RUN_CONFIG_KEYS, load_spec, spec_from_run_config
+from flonnx.server.settings import SERVER_KEYS, Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 DECLARED = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["flwr"]["app"]["config"]

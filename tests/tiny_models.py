@@ -6,7 +6,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from exchange.definition import Definition
+from flonnx.exchange.definition import Definition
 
 
 def gemm_mlp(

@@ -13,15 +13,15 @@ from typing import Protocol
 
 import numpy as np
 
-from exchange.definition import Definition
-from exchange.errors import FlonnxError
-from exchange.frameworks import FRAMEWORKS
-from exchange.task import Task, parse_task
+from flonnx.exchange.definition import Definition
+from flonnx.exchange.errors import FlonnxError
+from flonnx.exchange.frameworks import FRAMEWORKS
+from flonnx.exchange.task import Task, parse_task
 
 __all__ = ["TRAINERS", "TrainConfig", "TrainResult", "Trainer", "get_trainer"]
 
-#: framework name -> module implementing it (one per entry of exchange.frameworks.FRAMEWORKS)
-TRAINERS = {name: f"client.trainers.{name}_trainer" for name in FRAMEWORKS}
+#: framework name -> module implementing it (one per entry of flonnx.exchange.frameworks.FRAMEWORKS)
+TRAINERS = {name: f"flonnx.client.trainers.{name}_trainer" for name in FRAMEWORKS}
 
 
 @dataclass(frozen=True)

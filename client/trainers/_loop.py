@@ -4,7 +4,7 @@ A framework trainer provides three things — ``run`` (its forward pass, for the
 (one optimiser step on a batch of example indices, returning that batch's loss) and ``finish`` (the
 trained weights) — and :func:`train_loop` does the rest in one order for every framework:
 
-1. parity with ONNX Runtime on seeded probes (:func:`exchange.parity.check_parity`);
+1. parity with ONNX Runtime on seeded probes (:func:`flonnx.exchange.parity.check_parity`);
 2. ``local_epochs`` epochs over batches in an order drawn from ``numpy.random.default_rng(seed)``, so
    the same seed visits the same batches in every framework and results are bit-reproducible;
 3. the reported ``train-loss``: the mean batch loss of the last epoch.
@@ -22,10 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from client.trainers import TrainConfig, TrainResult
-from exchange.definition import Definition
-from exchange.parity import check_parity
-from exchange.task import OutputKind, Task, TaskOutput, check_targets, parse_task, task_output
+from flonnx.client.trainers import TrainConfig, TrainResult
+from flonnx.exchange.definition import Definition
+from flonnx.exchange.parity import check_parity
+from flonnx.exchange.task import OutputKind, Task, TaskOutput, check_targets, parse_task, task_output
 
 __all__ = [
     "LossOps",
@@ -64,7 +64,7 @@ class Objective:
 
 
 def objective(definition: Definition, config: TrainConfig) -> Objective:
-    """The round's objective; :class:`~exchange.errors.InvalidModel` if the output does not fit the task."""
+    """The round's objective; :class:`~flonnx.exchange.errors.InvalidModel` if the output misfits the task."""
     task = parse_task(config.task)
     return Objective(task, task_output(definition, task))
 

@@ -14,10 +14,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from client.trainers import TrainConfig, TrainResult
-from client.trainers._loop import Objective, jax_ops, objective, proximal_term, task_loss, train_loop
-from exchange.definition import Definition
-from exchange.interpreter import Program
+from flonnx.client.trainers import TrainConfig, TrainResult
+from flonnx.client.trainers._loop import Objective, jax_ops, objective, proximal_term, task_loss, train_loop
+from flonnx.exchange.definition import Definition
+from flonnx.exchange.interpreter import Program
 
 __all__ = ["TRAINER", "JaxTrainer"]
 

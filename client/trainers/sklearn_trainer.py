@@ -1,7 +1,7 @@
 """Train natively in scikit-learn: ``MLPClassifier``/``MLPRegressor`` mapped onto the dense chain.
 
-See :mod:`exchange.adapters.sklearn_mlp` for the map per task. Batches come from the shared loop
-(:mod:`client.trainers._loop`): one ``partial_fit`` per batch is one Adam step on that batch.
+See :mod:`flonnx.exchange.adapters.sklearn_mlp` for the map per task. Batches come from the shared loop
+(:mod:`flonnx.client.trainers._loop`): one ``partial_fit`` per batch is one Adam step on that batch.
 """
 
 from __future__ import annotations
@@ -13,17 +13,17 @@ import numpy as np
 import sklearn
 from sklearn.exceptions import ConvergenceWarning
 
-from client.trainers import TrainConfig, TrainResult
-from client.trainers._loop import objective, train_loop
-from exchange.adapters.sklearn_mlp import (
+from flonnx.client.trainers import TrainConfig, TrainResult
+from flonnx.client.trainers._loop import objective, train_loop
+from flonnx.exchange.adapters.sklearn_mlp import (
     estimator_from_weights,
     estimator_outputs,
     reference_outputs,
     weights_from_estimator,
 )
-from exchange.definition import Definition
-from exchange.errors import FlonnxError
-from exchange.task import Task
+from flonnx.exchange.definition import Definition
+from flonnx.exchange.errors import FlonnxError
+from flonnx.exchange.task import Task
 
 __all__ = ["TRAINER", "SklearnTrainer", "UnsupportedTraining"]
 

@@ -12,10 +12,10 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
-from client.trainers import TrainConfig, TrainResult
-from client.trainers._loop import objective, proximal_term, task_loss, torch_ops, train_loop
-from exchange.definition import Definition
-from exchange.interpreter import Program
+from flonnx.client.trainers import TrainConfig, TrainResult
+from flonnx.client.trainers._loop import objective, proximal_term, task_loss, torch_ops, train_loop
+from flonnx.exchange.definition import Definition
+from flonnx.exchange.interpreter import Program
 
 __all__ = ["train_graph"]
 
@@ -35,7 +35,7 @@ def train_graph(
     y: np.ndarray,
     config: TrainConfig,
 ) -> TrainResult:
-    """Parity check, then Adam on the task's loss of the task output (see :mod:`exchange.task`)."""
+    """Parity check, then Adam on the task's loss of the task output (see :mod:`flonnx.exchange.task`)."""
     torch.manual_seed(config.seed)
     goal = objective(definition, config)
     program = _program(definition, weights)

@@ -2,7 +2,7 @@
 
 A definition naming a zoo model (``flonnx.model`` metadata) is loaded into that native module, whose
 state-dict names are the initializer names; any other definition is executed by the interpreter's
-torch backend (:mod:`client.trainers.torch_graph`).
+torch backend (:mod:`flonnx.client.trainers.torch_graph`).
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
-from client.trainers import TrainConfig, TrainResult
-from client.trainers._loop import objective, proximal_term, task_loss, torch_ops, train_loop
-from exchange.adapters.torch_native import load_weights, module_weights
-from exchange.definition import Definition
-from exchange.zoo import build, model_spec
+from flonnx.client.trainers import TrainConfig, TrainResult
+from flonnx.client.trainers._loop import objective, proximal_term, task_loss, torch_ops, train_loop
+from flonnx.exchange.adapters.torch_native import load_weights, module_weights
+from flonnx.exchange.definition import Definition
+from flonnx.exchange.zoo import build, model_spec
 
 __all__ = ["TRAINER", "TorchTrainer"]
 
@@ -45,7 +45,7 @@ class TorchTrainer:
         model_name = definition.metadata.get("flonnx.model")
         if model_name is None or model_spec(model_name) is None:
             # Not a zoo model (e.g. exported by skl2onnx): train the ONNX graph itself.
-            from client.trainers.torch_graph import train_graph
+            from flonnx.client.trainers.torch_graph import train_graph
 
             return train_graph(definition, weights, x, y, config)
         goal = objective(definition, config)

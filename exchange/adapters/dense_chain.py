@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import onnx
 from onnx import helper
 
-from exchange.definition import Definition
-from exchange.errors import InvalidModel
+from flonnx.exchange.definition import Definition
+from flonnx.exchange.errors import InvalidModel
 
 __all__ = ["DenseChain", "DenseLayer", "read_dense_chain"]
 

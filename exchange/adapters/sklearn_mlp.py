@@ -1,10 +1,10 @@
 """scikit-learn ``MLPClassifier``/``MLPRegressor`` <-> a flonnx definition that is a dense chain.
 
 ``coefs_[i]`` is ``[in, out]``; a torch-exported Gemm weight is ``[out, in]`` (``transB=1``). The map
-comes from :func:`~exchange.adapters.dense_chain.read_dense_chain`, which reads the graph.
+comes from :func:`~flonnx.exchange.adapters.dense_chain.read_dense_chain`, which reads the graph.
 scikit-learn is imported only in this module.
 
-Per task (see :mod:`exchange.task`):
+Per task (see :mod:`flonnx.exchange.task`):
 
 * classification with >= 3 classes: ``MLPClassifier`` (softmax output), layer for layer;
 * one logit (binary): ``MLPClassifier`` with classes {0, 1}, whose single logistic unit is the logit;
@@ -25,10 +25,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from exchange.adapters.dense_chain import DenseChain, read_dense_chain
-from exchange.definition import Definition
-from exchange.errors import InvalidModel
-from exchange.task import OutputKind, Task, TaskOutput, parse_task, task_output
+from flonnx.exchange.adapters.dense_chain import DenseChain, read_dense_chain
+from flonnx.exchange.definition import Definition
+from flonnx.exchange.errors import InvalidModel
+from flonnx.exchange.task import OutputKind, Task, TaskOutput, parse_task, task_output
 
 if TYPE_CHECKING:
     from sklearn.neural_network import MLPClassifier, MLPRegressor

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from exchange.definition import Definition
-from exchange.errors import InvalidModel
+from flonnx.exchange.definition import Definition
+from flonnx.exchange.errors import InvalidModel
 
 if TYPE_CHECKING:
     import torch

@@ -1,23 +1,23 @@
 """Neutral data building blocks: read a node's table, convert it by a schema, built-ins, partitioning.
 
-- :mod:`exchange.data.tables`: :func:`read_table` (``.csv``, ``.tsv``, ``.parquet``, ``.npz``) →
+- :mod:`flonnx.exchange.data.tables`: :func:`read_table` (``.csv``, ``.tsv``, ``.parquet``, ``.npz``) →
   :class:`Table`
-- :mod:`exchange.data.schema`: :class:`FeatureSchema`, :func:`to_arrays`, :func:`feature_names`,
+- :mod:`flonnx.exchange.data.schema`: :class:`FeatureSchema`, :func:`to_arrays`, :func:`feature_names`,
   :func:`local_stats` (what a site contributes to the federated vocabularies)
-- :mod:`exchange.data.builtin`: :data:`BUILTIN_DATASETS`, :func:`builtin_table` (scikit-learn's data sets)
-- :mod:`exchange.data.partition`: :func:`partition` (Flower Datasets' partitioners), :func:`holdout`,
+- :mod:`flonnx.exchange.data.builtin`: :data:`BUILTIN_DATASETS`, :func:`builtin_table` (scikit-learn's sets)
+- :mod:`flonnx.exchange.data.partition`: :func:`partition` (Flower Datasets' partitioners), :func:`holdout`,
   :func:`partition_summary`
 
 Importing this package imports numpy only; pyarrow, scikit-learn, flwr-datasets and HF ``datasets``
 are imported inside the one function that needs them. Every refusal is a
-:class:`~exchange.errors.DataError` whose one-line message names file, row and column, never a cell's
+:class:`~flonnx.exchange.errors.DataError` whose one-line message names file, row and column, never a cell's
 value: rows of patient data never leave a node, not even in an error message.
 """
 
 from __future__ import annotations
 
-from exchange.data.builtin import BUILTIN_DATASETS, BuiltinDataset, builtin_table
-from exchange.data.partition import (
+from flonnx.exchange.data.builtin import BUILTIN_DATASETS, BuiltinDataset, builtin_table
+from flonnx.exchange.data.partition import (
     PartitionerSpec,
     Partitioning,
     holdout,
@@ -25,8 +25,8 @@ from exchange.data.partition import (
     partition,
     partition_summary,
 )
-from exchange.data.schema import FeatureSchema, feature_names, local_stats, to_arrays
-from exchange.data.tables import Table, read_table
+from flonnx.exchange.data.schema import FeatureSchema, feature_names, local_stats, to_arrays
+from flonnx.exchange.data.tables import Table, read_table
 
 __all__ = [
     "BUILTIN_DATASETS",

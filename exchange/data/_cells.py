@@ -11,7 +11,7 @@ from numbers import Integral, Real
 
 import numpy as np
 
-from exchange.errors import DataError
+from flonnx.exchange.errors import DataError
 
 __all__ = ["MISSING_TEXT", "as_text", "first_row", "missing_mask", "name_list", "plural", "to_numbers"]
 

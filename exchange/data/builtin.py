@@ -18,8 +18,8 @@ from types import MappingProxyType
 
 import numpy as np
 
-from exchange.data.tables import Table
-from exchange.errors import DataError
+from flonnx.exchange.data.tables import Table
+from flonnx.exchange.errors import DataError
 
 __all__ = ["BUILTIN_DATASETS", "BuiltinDataset", "builtin_table"]
 

@@ -22,11 +22,11 @@ Same inputs and seed ⇒ the same indices (on the same package versions). Indice
 sorted within each partition.
 
 flwr-datasets, HF ``datasets`` and pyarrow are imported only when a partitioning is computed (1–3.5 s here,
-measured), never by ``import exchange.data``. Before that import, ``HF_DATASETS_OFFLINE``,
+measured), never by ``import flonnx.exchange.data``. Before that import, ``HF_DATASETS_OFFLINE``,
 ``HF_HUB_OFFLINE`` and ``HF_HUB_DISABLE_TELEMETRY`` are set to ``1`` unless the environment already
 sets them, so nothing here can reach the Hub.
 
-Errors (:class:`~exchange.errors.DataError`, one line, no cell values):
+Errors (:class:`~flonnx.exchange.errors.DataError`, one line, no cell values):
 
 - ``unknown partitioner 'foo'; allowed: iid, dirichlet:ALPHA (…), shards:K (…), column:NAME (…)``
   and ``partitioner 'dirichlet:x': ALPHA must be a number > 0; allowed: …``, ``partitioner
@@ -58,9 +58,9 @@ from typing import Any
 
 import numpy as np
 
-from exchange.data._cells import as_text, first_row, missing_mask, plural
-from exchange.data.tables import Table
-from exchange.errors import DataError
+from flonnx.exchange.data._cells import as_text, first_row, missing_mask, plural
+from flonnx.exchange.data.tables import Table
+from flonnx.exchange.errors import DataError
 
 __all__ = [
     "PARTITIONERS",

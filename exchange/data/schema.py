@@ -7,8 +7,8 @@ vocabulary plus one ``<other>`` column for values outside the vocabulary (:func:
 the expanded names: ``sex=F``, ``sex=M``, ``sex=<other>``). The vocabularies and, for the
 ``impute-mean`` policy, the means are federated values the caller passes in, so every site encodes the
 same way; :func:`local_stats` is what a site contributes to them (counts and sums, never rows); the server's
-side is :mod:`exchange.preprocess` (statistics of the encoded arrays) and the handshake in
-:mod:`server.federation` (the union of the categorical values).
+side is :mod:`flonnx.exchange.preprocess` (statistics of the encoded arrays) and the handshake in
+:mod:`flonnx.server.federation` (the union of the categorical values).
 
 A cell is missing when it is None, NaN or empty text; in a numeric column the texts ``NA``, ``N/A``,
 ``NaN`` and ``null`` (any case) are missing too. Under ``missing="impute-mean"`` a missing numeric cell
@@ -17,7 +17,7 @@ imputes later) and a missing categorical cell goes to ``<other>``. A missing
 label is always refused. Row numbers are 1-based data rows (for CSV, row 1 is the first line after
 the header).
 
-Refusals are :class:`~exchange.errors.DataError` with one-line messages that name the data, the column
+Refusals are :class:`~flonnx.exchange.errors.DataError` with one-line messages that name the data, the column
 and the row, never a cell's value:
 
 - ``label column 'diagnosis' is not in site-a.csv; its columns are: age, bmi, sex`` (also ``feature
@@ -56,9 +56,9 @@ from typing import Any
 
 import numpy as np
 
-from exchange.data._cells import as_text, first_row, missing_mask, name_list, plural, to_numbers
-from exchange.data.tables import Table
-from exchange.errors import DataError
+from flonnx.exchange.data._cells import as_text, first_row, missing_mask, name_list, plural, to_numbers
+from flonnx.exchange.data.tables import Table
+from flonnx.exchange.errors import DataError
 
 __all__ = [
     "MISSING_POLICIES",

@@ -5,7 +5,7 @@ Formats, chosen by the file's suffix (any case):
 - ``.csv`` (comma) and ``.tsv`` (tab): UTF-8 text (a byte-order mark is ignored) read with the
   standard ``csv`` module. The first non-blank line is the header and names every column; blank lines
   are skipped; surrounding whitespace of names and cells is removed; every cell stays text (an object
-  array of ``str``) until :func:`exchange.data.to_arrays` converts it. **Row 1 is the first data line
+  array of ``str``) until :func:`flonnx.exchange.data.to_arrays` converts it. **Row 1 is the first data line
   after the header** (blank lines not counted); messages about the file's structure also give the
   physical line number.
 - ``.parquet``: read with pyarrow, imported only here (an optional dependency). Numeric columns stay
@@ -15,7 +15,7 @@ Formats, chosen by the file's suffix (any case):
   column ``x0``, ``x1``, … (``features0``, …). Any other 2-D or higher array is refused, and so are
   object arrays (they would need pickle); store text as a fixed-width string array (dtype ``U``).
 
-Errors are :class:`~exchange.errors.DataError` with one-line messages that name the file as the user
+Errors are :class:`~flonnx.exchange.errors.DataError` with one-line messages that name the file as the user
 gave it, the row and the column, never a cell's value. The texts are stable:
 
 - ``data file PATH does not exist`` / ``data file PATH is a directory, not a file``
@@ -46,8 +46,8 @@ from types import MappingProxyType
 
 import numpy as np
 
-from exchange.data._cells import name_list
-from exchange.errors import DataError
+from flonnx.exchange.data._cells import name_list
+from flonnx.exchange.errors import DataError
 
 __all__ = ["FORMATS", "Table", "read_table"]
 

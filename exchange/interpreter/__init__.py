@@ -9,7 +9,7 @@ Example:
     >>> outputs, state = prog.run(params, {"x": batch}, training=True, rng=0)
 """
 
-from exchange.interpreter.backend import available_backends
-from exchange.interpreter.program import Program, missing_ops
+from flonnx.exchange.interpreter.backend import available_backends
+from flonnx.exchange.interpreter.program import Program, missing_ops
 
 __all__ = ["Program", "available_backends", "missing_ops"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from exchange.interpreter.backend import Backend
+from flonnx.exchange.interpreter.backend import Backend
 
 __all__ = ["Context"]
 

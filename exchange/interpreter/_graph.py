@@ -9,9 +9,9 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from exchange.errors import InvalidModel
-from exchange.interpreter._registry import GENERIC, OpSpec, normalise_domain
-from exchange.interpreter.backend import Backend
+from flonnx.exchange.errors import InvalidModel
+from flonnx.exchange.interpreter._registry import GENERIC, OpSpec, normalise_domain
+from flonnx.exchange.interpreter.backend import Backend
 
 __all__ = ["ResolvedNode", "decode_attributes", "initializer_arrays", "opsets", "resolve_nodes"]
 

@@ -1,12 +1,12 @@
 """The backend interface: what an array library must provide beyond the array API.
 
-The ONNX operators in :mod:`exchange.interpreter.ops` are written once against an array-API
+The ONNX operators in :mod:`flonnx.exchange.interpreter.ops` are written once against an array-API
 namespace ``xp``. The few things the array API has no word for (convolution, windowed pooling,
 random numbers, ``erf``, ``einsum``) are methods of a :class:`Backend`, and a backend may also
 override whole operators where its own library has a faster or more exact kernel.
 
 Backends are looked up by name and their modules imported lazily, so importing
-:mod:`exchange.interpreter` never imports torch or jax.
+:mod:`flonnx.exchange.interpreter` never imports torch or jax.
 """
 
 from __future__ import annotations
@@ -18,15 +18,15 @@ from typing import Any
 
 import numpy as np
 
-from exchange.interpreter._registry import OpTable
+from flonnx.exchange.interpreter._registry import OpTable
 
 __all__ = ["Backend", "BACKEND_MODULES", "available_backends", "load_backend"]
 
 #: Backend name -> (module defining ``BACKEND``, library that module needs).
 BACKEND_MODULES: dict[str, tuple[str, str]] = {
-    "numpy": ("exchange.interpreter.numpy_backend", "numpy"),
-    "torch": ("exchange.interpreter.torch_backend", "torch"),
-    "jax": ("exchange.interpreter.jax_backend", "jax"),
+    "numpy": ("flonnx.exchange.interpreter.numpy_backend", "numpy"),
+    "torch": ("flonnx.exchange.interpreter.torch_backend", "torch"),
+    "jax": ("flonnx.exchange.interpreter.jax_backend", "jax"),
 }
 
 Array = Any

@@ -12,7 +12,7 @@ The ``real`` directory only points at the light models, so it is not run twice.
 
 Usage::
 
-    python -m exchange.interpreter.conformance [--backend numpy|torch|jax|all] [--category ...]
+    python -m flonnx.exchange.interpreter.conformance [--backend numpy|torch|jax|all] [--category ...]
 """
 
 from __future__ import annotations
@@ -35,14 +35,14 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from exchange.interpreter._conformance_cases import (
+from flonnx.exchange.interpreter._conformance_cases import (
     BACKEND_EXCLUDED,
     EXCLUDED,
     MODEL_CATEGORIES,
     NODE_OPS,
 )
-from exchange.interpreter.backend import available_backends, load_backend
-from exchange.interpreter.program import Program
+from flonnx.exchange.interpreter.backend import available_backends, load_backend
+from flonnx.exchange.interpreter.program import Program
 
 __all__ = ["CATEGORIES", "Case", "Result", "exclusion", "load_cases", "run_case", "main"]
 

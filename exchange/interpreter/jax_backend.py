@@ -14,9 +14,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from exchange.interpreter._context import Context
-from exchange.interpreter._registry import OpTable
-from exchange.interpreter.backend import Backend
+from flonnx.exchange.interpreter._context import Context
+from flonnx.exchange.interpreter._registry import OpTable
+from flonnx.exchange.interpreter.backend import Backend
 
 __all__ = ["BACKEND", "JaxBackend"]
 

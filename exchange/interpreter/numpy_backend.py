@@ -10,8 +10,8 @@ import array_api_compat.numpy as xp_numpy
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from exchange.interpreter._registry import OpTable
-from exchange.interpreter.backend import Backend
+from flonnx.exchange.interpreter._registry import OpTable
+from flonnx.exchange.interpreter.backend import Backend
 
 __all__ = ["BACKEND", "NumpyBackend"]
 

@@ -21,11 +21,11 @@ import numpy as np
 import onnx
 import onnx.inliner
 
-from exchange.errors import InvalidModel, UnsupportedOp
-from exchange.interpreter import ops as _ops  # noqa: F401 - fills the generic op table
-from exchange.interpreter._context import Context
-from exchange.interpreter._graph import ResolvedNode, initializer_arrays, resolve_nodes
-from exchange.interpreter.backend import Backend, load_backend
+from flonnx.exchange.errors import InvalidModel, UnsupportedOp
+from flonnx.exchange.interpreter import ops as _ops  # noqa: F401 - fills the generic op table
+from flonnx.exchange.interpreter._context import Context
+from flonnx.exchange.interpreter._graph import ResolvedNode, initializer_arrays, resolve_nodes
+from flonnx.exchange.interpreter.backend import Backend, load_backend
 
 __all__ = ["Program", "missing_ops"]
 

@@ -16,10 +16,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from exchange.interpreter._context import Context
-from exchange.interpreter._registry import OpTable
-from exchange.interpreter.backend import Backend
-from exchange.interpreter.ops import nn as generic_nn
+from flonnx.exchange.interpreter._context import Context
+from flonnx.exchange.interpreter._registry import OpTable
+from flonnx.exchange.interpreter.backend import Backend
+from flonnx.exchange.interpreter.ops import nn as generic_nn
 
 __all__ = ["BACKEND", "TorchBackend"]
 

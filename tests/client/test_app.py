@@ -7,12 +7,12 @@ import pytest
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, RecordDict
 from flwr.supercore.task_identity import TaskIdentity
 
-from client.app import app as client_app
-from exchange import wire
-from exchange.definition import Definition
-from exchange.errors import InvalidUpdate
-from exchange.hashing import weights_id
-from server.replies import ClientInfo, Rejection, Update, check_reply
+from flonnx.client.app import app as client_app
+from flonnx.exchange import wire
+from flonnx.exchange.definition import Definition
+from flonnx.exchange.errors import InvalidUpdate
+from flonnx.exchange.hashing import weights_id
+from flonnx.server.replies import ClientInfo, Rejection, Update, check_reply
 
 SEED = 11
 

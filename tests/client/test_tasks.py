@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from client.trainers import TrainConfig, get_trainer
-from exchange.definition import Definition
-from exchange.errors import InvalidModel
-from exchange.hashing import weights_id
-from exchange.ort import evaluate_model
-from exchange.task import InvalidTargets, InvalidTask
+from flonnx.client.trainers import TrainConfig, get_trainer
+from flonnx.exchange.definition import Definition
+from flonnx.exchange.errors import InvalidModel
+from flonnx.exchange.hashing import weights_id
+from flonnx.exchange.ort import evaluate_model
+from flonnx.exchange.task import InvalidTargets, InvalidTask
 from tests.tiny_models import gemm_mlp
 
 #: (framework, graph): torch "native" trains the zoo's nn.Module, "graph" the interpreted ONNX graph
@@ -35,8 +35,8 @@ def zoo_models():  # type: ignore[no-untyped-def]
     """Exported zoo MLPs ``mlp-10-16-K`` for K = 1, 2, 3: the native definition and a copy without
     the zoo name (which every trainer trains as a plain graph)."""
     torch = pytest.importorskip("torch", reason="the torch exporter produces the models")
-    from exchange.adapters.torch_native import export_module
-    from exchange.zoo import build
+    from flonnx.exchange.adapters.torch_native import export_module
+    from flonnx.exchange.zoo import build
 
     models = {}
     for outputs in (1, 2, 3):
@@ -205,12 +205,12 @@ def test_unknown_task_in_a_hand_made_config_is_refused_by_the_trainer(zoo_models
 @pytest.mark.parametrize("task", ["binary", "classification"])
 def test_sklearn_trains_a_two_class_graph_as_one_logistic_unit_and_keeps_the_rows_mean(task) -> None:
     pytest.importorskip("sklearn", reason="scikit-learn adapter")
-    from exchange.adapters.sklearn_mlp import (
+    from flonnx.exchange.adapters.sklearn_mlp import (
         estimator_from_weights,
         estimator_outputs,
         weights_from_estimator,
     )
-    from exchange.ort import run_model
+    from flonnx.exchange.ort import run_model
 
     definition, weights = gemm_mlp(10, 16, 2, seed=4)
     x, y = _data("binary")

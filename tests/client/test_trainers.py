@@ -7,11 +7,11 @@ import warnings
 import numpy as np
 import pytest
 
-from client.trainers import TrainConfig, get_trainer
-from exchange.definition import Definition
-from exchange.errors import ParityError
-from exchange.hashing import weights_id
-from exchange.ort import classification_metrics, run_model
+from flonnx.client.trainers import TrainConfig, get_trainer
+from flonnx.exchange.definition import Definition
+from flonnx.exchange.errors import ParityError
+from flonnx.exchange.hashing import weights_id
+from flonnx.exchange.ort import classification_metrics, run_model
 from tests.digits import digits_holdout, digits_partition
 
 FRAMEWORKS = ["torch", "jax", "sklearn"]

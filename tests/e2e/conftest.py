@@ -19,7 +19,7 @@ flonnx = flonnx_cli(ROOT / ".flwr-home")
 
 def simulated(registry: Path, *args: str, cwd: Path = ROOT) -> dict[str, Any]:
     """Run ``flonnx simulate ARGS`` into ``registry``; its output, versions and run record."""
-    from exchange.registry import Registry
+    from flonnx.exchange.registry import Registry
 
     sim = flonnx("simulate", *args, "--registry", str(registry), cwd=cwd)
     versions = json.loads(flonnx("lineage", "ls", "--json", "--registry", str(registry)).stdout)

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from exchange.registry import Registry
+from flonnx.exchange.registry import Registry
 
 ROOT = Path(__file__).resolve().parents[2]
 FLWR = Path(sys.executable).parent / "flwr"

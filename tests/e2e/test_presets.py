@@ -84,7 +84,7 @@ def test_hospitals_are_standardised_federatedly_and_export_takes_raw_features(
     import onnx
     from sklearn.datasets import load_breast_cancer
 
-    from exchange.ort import evaluate_model
+    from flonnx.exchange.ort import evaluate_model
     from tests.e2e.conftest import flonnx
 
     final = _aggregates(hospitals_run["versions"])[-1]

@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 import pytest
 
-from exchange.ort import classification_metrics
+from flonnx.exchange.ort import classification_metrics
 from tests.digits import digits_holdout
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -152,8 +152,8 @@ def test_bad_input_fails_before_starting_flower(tmp_path) -> None:
 
 
 def test_exported_model_predicts_like_the_registry_weights(runs, tmp_path) -> None:
-    from exchange.export import export_version
-    from exchange.registry import Registry
+    from flonnx.exchange.export import export_version
+    from flonnx.exchange.registry import Registry
 
     registry = Registry(runs["A"]["registry"], create=False)
     final = _aggregates(runs["A"]["versions"])[-1]

@@ -13,8 +13,8 @@ import numpy as np
 import onnx
 import pytest
 
-from exchange.check import check_model
-from exchange.export import write_model
+from flonnx.exchange.check import check_model
+from flonnx.exchange.export import write_model
 
 ROOT = Path(__file__).resolve().parents[2]
 LIGHT = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
@@ -213,10 +213,10 @@ def test_model_onnx_runtime_cannot_run_exits_non_zero(tmp_path) -> None:
 def test_no_installed_framework_means_no_verdict_and_exit_1(monkeypatch) -> None:
     from typer.testing import CliRunner
 
-    import exchange.check
+    import flonnx.exchange.check
     from flonnx.cli import app
 
-    monkeypatch.setattr(exchange.check, "_FRAMEWORKS",
+    monkeypatch.setattr(flonnx.exchange.check, "_FRAMEWORKS",
                         {"ghost": ("flonnx_test_no_such_package", "a framework that is not installed")})
     path = PYTORCH_CONVERTED / "test_Linear" / "model.onnx"
 

@@ -7,9 +7,9 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from exchange.definition import Definition, load_model_bytes
-from exchange.errors import InvalidModel, InvalidUpdate
-from exchange.ort import run_model
+from flonnx.exchange.definition import Definition, load_model_bytes
+from flonnx.exchange.errors import InvalidModel, InvalidUpdate
+from flonnx.exchange.ort import run_model
 
 
 def test_definition_id_ignores_exporter_noise(mlp_model) -> None:

@@ -10,9 +10,9 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from onnx import TensorProto, helper, numpy_helper
 
-from exchange.definition import Definition
-from exchange.errors import InvalidUpdate
-from exchange.hashing import canonical_json, decode_weights, encode_weights, weights_id
+from flonnx.exchange.definition import Definition
+from flonnx.exchange.errors import InvalidUpdate
+from flonnx.exchange.hashing import canonical_json, decode_weights, encode_weights, weights_id
 
 names = st.text(alphabet="abcdefghijklmnopqrstuvwxyz._0123456789", min_size=1, max_size=12)
 arrays = hnp.arrays(

@@ -18,12 +18,13 @@ class Block(importlib.abc.MetaPathFinder):
             raise ImportError("blocked for this test: " + name)
 sys.meta_path.insert(0, Block())
 import numpy as np
-import exchange.adapters.dense_chain, exchange.check, exchange.definition, exchange.export
-import exchange.hashing, exchange.lineage, exchange.ort, exchange.parity, exchange.registry
-import exchange.serde, exchange.seeds, exchange.wire, exchange.interpreter
+import flonnx.exchange.adapters.dense_chain, flonnx.exchange.check, flonnx.exchange.definition
+import flonnx.exchange.export, flonnx.exchange.hashing, flonnx.exchange.lineage, flonnx.exchange.ort
+import flonnx.exchange.parity, flonnx.exchange.registry, flonnx.exchange.serde, flonnx.exchange.seeds
+import flonnx.exchange.wire, flonnx.exchange.interpreter
 from onnx import TensorProto, helper
-from exchange.definition import Definition
-from exchange.interpreter import Program
+from flonnx.exchange.definition import Definition
+from flonnx.exchange.interpreter import Program
 w = helper.make_tensor("w", TensorProto.FLOAT, [2, 2], [1.0, 2.0, 3.0, 4.0])
 g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "g",
     [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])],

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from google.protobuf import descriptor_pb2
 
-from exchange._proto import flonnx_lineage_pb2
-from exchange.lineage import VersionKind, VersionRecord
-from exchange.serde import deserialize_record, serialize_record
+from flonnx.exchange._proto import flonnx_lineage_pb2
+from flonnx.exchange.lineage import VersionKind, VersionRecord
+from flonnx.exchange.serde import deserialize_record, serialize_record
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from exchange.metrics import roc_auc, task_metrics
-from exchange.ort import classification_metrics, evaluate_model, run_model
-from exchange.task import OutputKind, Task
+from flonnx.exchange.metrics import roc_auc, task_metrics
+from flonnx.exchange.ort import classification_metrics, evaluate_model, run_model
+from flonnx.exchange.task import OutputKind, Task
 from tests.tiny_models import gemm_mlp
 
 metrics = pytest.importorskip("sklearn.metrics", reason="the reference implementation")

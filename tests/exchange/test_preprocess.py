@@ -8,9 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
-from exchange.errors import FlonnxError, InvalidModel
-from exchange.ort import run_model
-from exchange.preprocess import LocalStats, Preprocessing, combine_stats, local_stats, wrap_model
+from flonnx.exchange.errors import FlonnxError, InvalidModel
+from flonnx.exchange.ort import run_model
+from flonnx.exchange.preprocess import LocalStats, Preprocessing, combine_stats, local_stats, wrap_model
 
 
 def _linear(features: int, outputs: int = 1) -> object:

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from exchange.errors import LineageError, RegistryError
-from exchange.lineage import VersionKind, VersionRecord
-from exchange.registry import Registry
+from flonnx.exchange.errors import LineageError, RegistryError
+from flonnx.exchange.lineage import VersionKind, VersionRecord
+from flonnx.exchange.registry import Registry
 
 
 @pytest.fixture()

@@ -6,11 +6,11 @@ import numpy as np
 import onnx
 import pytest
 
-from exchange.adapters.dense_chain import read_dense_chain
-from exchange.adapters.sklearn_mlp import classifier_from_weights, to_sklearn, weights_from_classifier
-from exchange.definition import Definition
-from exchange.errors import InvalidModel
-from exchange.ort import probe_inputs, run_model
+from flonnx.exchange.adapters.dense_chain import read_dense_chain
+from flonnx.exchange.adapters.sklearn_mlp import classifier_from_weights, to_sklearn, weights_from_classifier
+from flonnx.exchange.definition import Definition
+from flonnx.exchange.errors import InvalidModel
+from flonnx.exchange.ort import probe_inputs, run_model
 
 pytest.importorskip("sklearn", reason="scikit-learn adapter")
 

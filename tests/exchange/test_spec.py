@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from exchange.spec import (
+from flonnx.exchange.spec import (
     SpecError,
     assign_frameworks,
     builtin_specs,
@@ -134,7 +134,7 @@ def test_unknown_preset_lists_the_builtin_ones() -> None:
 
 
 def test_the_split_and_partitions_are_pinned_by_the_data_seed_not_the_run_seed() -> None:
-    from exchange.sources import evaluation_source, node_source
+    from flonnx.exchange.sources import evaluation_source, node_source
 
     def rows(overrides: dict) -> tuple[list[float], list[float]]:
         spec = load_spec("diabetes", overrides)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from exchange.errors import FlonnxError, InvalidModel
-from exchange.task import (
+from flonnx.exchange.errors import FlonnxError, InvalidModel
+from flonnx.exchange.task import (
     InvalidTargets,
     InvalidTask,
     OutputKind,

@@ -13,10 +13,10 @@ import pytest
 from onnx import TensorProto, numpy_helper
 from onnx import helper as oh
 
-from exchange.definition import Definition
-from exchange.errors import InvalidModel
-from exchange.ort import probe_inputs, run_model
-from exchange.upgrade import (
+from flonnx.exchange.definition import Definition
+from flonnx.exchange.errors import InvalidModel
+from flonnx.exchange.ort import probe_inputs, run_model
+from flonnx.exchange.upgrade import (
     DEFAULT_TARGET_OPSET,
     Conversion,
     ort_status,

@@ -8,7 +8,7 @@ from typing import Any
 import onnx
 import pytest
 
-from exchange.interpreter import available_backends
+from flonnx.exchange.interpreter import available_backends
 
 ALL_BACKENDS = ("numpy", "torch", "jax")
 

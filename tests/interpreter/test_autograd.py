@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from exchange.interpreter import Program
+from flonnx.exchange.interpreter import Program
 from tests.interpreter._models import example_input
 from tests.interpreter.conftest import require_backend
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from exchange.interpreter import Program
-from exchange.interpreter.backend import load_backend
+from flonnx.exchange.interpreter import Program
+from flonnx.exchange.interpreter.backend import load_backend
 
 MOMENTUM_TORCH = 0.1
 

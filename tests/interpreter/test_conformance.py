@@ -1,7 +1,7 @@
 """The ONNX backend test suite's included cases pass on every installed backend.
 
 The include list and its exclusions live in ``exchange/interpreter/_conformance_cases.py``; the
-same run is available as ``python -m exchange.interpreter.conformance``.
+same run is available as ``python -m flonnx.exchange.interpreter.conformance``.
 """
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from exchange.interpreter import Program
-from exchange.interpreter._conformance_cases import NODE_OPS
-from exchange.interpreter._registry import GENERIC
-from exchange.interpreter.conformance import CATEGORIES, Case, exclusion, load_cases, run_case
+from flonnx.exchange.interpreter import Program
+from flonnx.exchange.interpreter._conformance_cases import NODE_OPS
+from flonnx.exchange.interpreter._registry import GENERIC
+from flonnx.exchange.interpreter.conformance import CATEGORIES, Case, exclusion, load_cases, run_case
 from tests.interpreter.conftest import ALL_BACKENDS, require_backend
 
 #: Lower bounds on the number of included cases, so a broken loader cannot pass vacuously.

@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 from onnx import TensorProto, helper, numpy_helper
 
-from exchange.interpreter import Program
-from exchange.interpreter.backend import load_backend
+from flonnx.exchange.interpreter import Program
+from flonnx.exchange.interpreter.backend import load_backend
 
 
 def _dropout_model(ratio: float = 0.5) -> Any:

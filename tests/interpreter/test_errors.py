@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper
 
-from exchange.errors import InvalidModel, UnsupportedOp
-from exchange.interpreter import Program, missing_ops
+from flonnx.exchange.errors import InvalidModel, UnsupportedOp
+from flonnx.exchange.interpreter import Program, missing_ops
 
 
 def _model(node_op: str, domain: str = "", opset: int = 17) -> object:

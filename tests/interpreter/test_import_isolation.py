@@ -1,4 +1,4 @@
-"""``import exchange.interpreter`` needs only numpy, onnx and array-api-compat."""
+"""``import flonnx.exchange.interpreter`` needs only numpy, onnx and array-api-compat."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ SCRIPT = textwrap.dedent(
     import onnx
     from onnx import TensorProto, helper
 
-    from exchange.interpreter import Program, available_backends, missing_ops
+    from flonnx.exchange.interpreter import Program, available_backends, missing_ops
 
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])

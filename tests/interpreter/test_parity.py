@@ -8,8 +8,8 @@ import numpy as np
 import onnx
 import pytest
 
-from exchange.interpreter import Program, missing_ops
-from exchange.interpreter.backend import load_backend
+from flonnx.exchange.interpreter import Program, missing_ops
+from flonnx.exchange.interpreter.backend import load_backend
 from tests.interpreter._models import example_input
 
 

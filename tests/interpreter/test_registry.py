@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from onnx import TensorProto, helper, numpy_helper
 
-from exchange.interpreter import Program
-from exchange.interpreter._registry import OpTable
+from flonnx.exchange.interpreter import Program
+from flonnx.exchange.interpreter._registry import OpTable
 
 
 def test_resolve_picks_newest_version_not_newer_than_opset() -> None:
@@ -41,7 +41,7 @@ def _squeeze_model(opset: int) -> object:
 
 
 def test_axes_attribute_and_axes_input_versions_agree(backend: str) -> None:
-    from exchange.interpreter.backend import load_backend
+    from flonnx.exchange.interpreter.backend import load_backend
 
     be = load_backend(backend)
     x = be.asarray(np.arange(3, dtype=np.float32).reshape(1, 3, 1))

@@ -17,17 +17,17 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def run_local(registry: Path, **config: Any) -> str:
     """Run (or resume) a federation in-process on a LocalGrid; returns the run id."""
-    from client.app import app as client_app
-    from exchange.spec import RUN_CONFIG_KEYS
-    from server.federation import Federation
-    from server.progress import Reporter
-    from server.settings import Settings
+    from flonnx.client.app import app as client_app
+    from flonnx.exchange.spec import RUN_CONFIG_KEYS
+    from flonnx.server.federation import Federation
+    from flonnx.server.progress import Reporter
+    from flonnx.server.settings import Settings
     from tests.server.local_grid import LocalGrid
 
     resume = config.pop("resume", "")
     settings = Settings.from_run_config({"registry": str(registry), "min-available-nodes": 6, **config})
     if resume:
-        from server.app import resumed_settings
+        from flonnx.server.app import resumed_settings
 
         settings = resumed_settings(replace(settings, resume=resume), config)
     client_config = {k: v for k, v in config.items() if k in RUN_CONFIG_KEYS or k == "spec"}

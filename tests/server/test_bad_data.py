@@ -1,6 +1,6 @@
 """A node with unusable data refuses with one line, the server records it, and the others train on.
 
-Each federation here is real and in-process (:class:`server.federation.Federation` on a
+Each federation here is real and in-process (:class:`flonnx.server.federation.Federation` on a
 :class:`LocalGrid`), with a spec that has no ``[data]`` table: every node names its own CSV file in its
 node config, as a hospital's SuperNode does. Two nodes have good data; every other node has one
 defect, so one federation checks every refusal at once. A refusal must be the node's exact one-line
@@ -18,14 +18,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from client.app import app as client_app
-from exchange.lineage import VersionKind, VersionRecord
-from exchange.preprocess import METADATA_KEY, Preprocessing
-from exchange.registry import Registry
-from exchange.spec import parse_spec
-from server.federation import Federation
-from server.progress import Reporter
-from server.settings import Settings
+from flonnx.client.app import app as client_app
+from flonnx.exchange.lineage import VersionKind, VersionRecord
+from flonnx.exchange.preprocess import METADATA_KEY, Preprocessing
+from flonnx.exchange.registry import Registry
+from flonnx.exchange.spec import parse_spec
+from flonnx.server.federation import Federation
+from flonnx.server.progress import Reporter
+from flonnx.server.settings import Settings
 from tests.server.local_grid import LocalGrid
 
 ROUNDS = 2

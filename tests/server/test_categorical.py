@@ -15,16 +15,16 @@ from typing import Any
 import numpy as np
 import pytest
 
-from client.app import app as client_app
-from exchange.evaluation import evaluate_rows, served_model
-from exchange.lineage import VersionKind
-from exchange.ort import run_model
-from exchange.preprocess import METADATA_KEY, Preprocessing
-from exchange.registry import Registry
-from exchange.spec import parse_spec
-from server.federation import Federation
-from server.progress import Reporter
-from server.settings import Settings
+from flonnx.client.app import app as client_app
+from flonnx.exchange.evaluation import evaluate_rows, served_model
+from flonnx.exchange.lineage import VersionKind
+from flonnx.exchange.ort import run_model
+from flonnx.exchange.preprocess import METADATA_KEY, Preprocessing
+from flonnx.exchange.registry import Registry
+from flonnx.exchange.spec import parse_spec
+from flonnx.server.federation import Federation
+from flonnx.server.progress import Reporter
+from flonnx.server.settings import Settings
 from tests.server.local_grid import LocalGrid
 
 SITES = {"site-a": ("F", "M"), "site-b": ("F", "X"), "site-c": ("M",)}
@@ -101,7 +101,7 @@ def test_the_exported_model_takes_raw_columns_and_matches_what_the_nodes_trained
 
     raw = run_model(model, {input_name: ages, "sex": sex})
 
-    from exchange.sources import DataSource, node_source
+    from flonnx.exchange.sources import DataSource, node_source
 
     source: DataSource = node_source({"data": path, "label": "outcome", "categorical": "sex",
                                       "classes": CLASSES, "missing": "impute-mean"}, None, "binary")

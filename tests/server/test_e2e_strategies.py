@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from exchange.lineage import VersionKind
-from exchange.registry import Registry
-from exchange.spec import assign_frameworks, load_spec
-from server.settings import Settings
-from server.strategies import build_strategy, strategy_names
+from flonnx.exchange.lineage import VersionKind
+from flonnx.exchange.registry import Registry
+from flonnx.exchange.spec import assign_frameworks, load_spec
+from flonnx.server.settings import Settings
+from flonnx.server.strategies import build_strategy, strategy_names
 from tests.server.conftest import run_local
 from tests.server.test_strategies import CONFIGS
 

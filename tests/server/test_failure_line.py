@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from server.replies import MAX_REASON, failure_line, one_line
+from flonnx.server.replies import MAX_REASON, failure_line, one_line
 
 
 def _ray_reason(pid: int, actor: str, address: str) -> str:

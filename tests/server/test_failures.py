@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from exchange.lineage import VersionKind
-from exchange.registry import Registry
-from server.federation import RoundFailed
+from flonnx.exchange.lineage import VersionKind
+from flonnx.exchange.registry import Registry
+from flonnx.server.federation import RoundFailed
 from tests.server.conftest import run_local
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from exchange.registry import Registry
 from flonnx.cli import app
-from server.replay import replay_run
+from flonnx.exchange.registry import Registry
+from flonnx.server.replay import replay_run
 from tests.server.conftest import run_local
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from exchange.errors import FlonnxError
-from server.settings import Settings, plan_runs
-from server.strategies import DP_WRAPPERS, STRATEGIES, build_strategy, strategy_names
+from flonnx.exchange.errors import FlonnxError
+from flonnx.server.settings import Settings, plan_runs
+from flonnx.server.strategies import DP_WRAPPERS, STRATEGIES, build_strategy, strategy_names
 
 #: The configuration each strategy needs in tests (DP wrappers have no default noise or norm).
 CONFIGS: dict[str, dict[str, str]] = {
@@ -83,7 +83,7 @@ def test_custom_strategy_by_module_and_class() -> None:
 
 def test_custom_strategy_must_be_a_flower_strategy() -> None:
     with pytest.raises(FlonnxError, match="must be a subclass"):
-        build_strategy("server.settings:Settings", {})
+        build_strategy("flonnx.server.settings:Settings", {})
 
 
 def test_plan_runs_one_settings_per_strategy_with_scoped_config() -> None:

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from exchange.definition import Definition
-from exchange.registry import Registry, strategy_state_id
-from server.aggregation import AggregationInput, aggregate_round, configure_round
-from server.settings import Settings
-from server.strategies import build_strategy
-from server.strategy_state import StateError, capture_state, restore_state, seeded_global_rng
+from flonnx.exchange.definition import Definition
+from flonnx.exchange.registry import Registry, strategy_state_id
+from flonnx.server.aggregation import AggregationInput, aggregate_round, configure_round
+from flonnx.server.settings import Settings
+from flonnx.server.strategies import build_strategy
+from flonnx.server.strategy_state import StateError, capture_state, restore_state, seeded_global_rng
 
 DEFAULTS = Settings(min_available_nodes=3).strategy_defaults()
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from client.trainers import TrainConfig
-from exchange.definition import Definition
+from flonnx.client.trainers import TrainConfig
+from flonnx.exchange.definition import Definition
 from tests.digits import digits_partition
 
 
@@ -23,7 +23,7 @@ def test_torch_proximal_term_keeps_weights_closer_to_the_global_model(
     mlp_model: tuple[Definition, dict[str, np.ndarray]], digits: tuple[np.ndarray, np.ndarray],
 ) -> None:
     pytest.importorskip("torch", reason="the torch trainer needs torch")
-    from client.trainers.torch_trainer import TRAINER
+    from flonnx.client.trainers.torch_trainer import TRAINER
 
     definition, weights = mlp_model
     x, y = digits
@@ -38,7 +38,7 @@ def test_sklearn_refuses_a_proximal_term_instead_of_ignoring_it(
     mlp_model: tuple[Definition, dict[str, np.ndarray]], digits: tuple[np.ndarray, np.ndarray],
 ) -> None:
     pytest.importorskip("sklearn", reason="the sklearn trainer needs scikit-learn")
-    from client.trainers.sklearn_trainer import TRAINER, UnsupportedTraining
+    from flonnx.client.trainers.sklearn_trainer import TRAINER, UnsupportedTraining
 
     definition, weights = mlp_model
     x, y = digits

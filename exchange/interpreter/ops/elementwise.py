@@ -7,9 +7,9 @@ from collections.abc import Callable
 from functools import reduce
 from typing import Any
 
-from exchange.interpreter._context import Context
-from exchange.interpreter._registry import op
-from exchange.interpreter.ops._common import Array, is_float, is_int
+from flonnx.exchange.interpreter._context import Context
+from flonnx.exchange.interpreter._registry import op
+from flonnx.exchange.interpreter.ops._common import Array, is_float, is_int
 
 # --- unary math -------------------------------------------------------------------------------
 

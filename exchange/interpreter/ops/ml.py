@@ -6,9 +6,9 @@ Only the numeric ones are here; string-valued operators (``LabelEncoder`` with s
 
 from __future__ import annotations
 
-from exchange.interpreter._context import Context
-from exchange.interpreter._registry import ML_DOMAIN, op
-from exchange.interpreter.ops._common import Array
+from flonnx.exchange.interpreter._context import Context
+from flonnx.exchange.interpreter._registry import ML_DOMAIN, op
+from flonnx.exchange.interpreter.ops._common import Array
 
 
 @op("ArrayFeatureExtractor", domain=ML_DOMAIN)

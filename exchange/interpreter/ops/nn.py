@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from exchange.interpreter._context import Context
-from exchange.interpreter._registry import op
-from exchange.interpreter.ops._common import Array, axis_of
+from flonnx.exchange.interpreter._context import Context
+from flonnx.exchange.interpreter._registry import op
+from flonnx.exchange.interpreter.ops._common import Array, axis_of
 
 # --- dense ------------------------------------------------------------------------------------
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from exchange.interpreter._context import Context
-from exchange.interpreter._registry import op
-from exchange.interpreter.ops._common import Array, axes_of, axis_of, ints, is_float
+from flonnx.exchange.interpreter._context import Context
+from flonnx.exchange.interpreter._registry import op
+from flonnx.exchange.interpreter.ops._common import Array, axes_of, axis_of, ints, is_float
 
 
 def _sum(xp: Any, x: Array, axis: tuple[int, ...], keepdims: bool) -> Array:

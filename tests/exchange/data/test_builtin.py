@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from exchange.data import BUILTIN_DATASETS, FeatureSchema, builtin_table, to_arrays
-from exchange.errors import DataError
+from flonnx.exchange.data import BUILTIN_DATASETS, FeatureSchema, builtin_table, to_arrays
+from flonnx.exchange.errors import DataError
 
 pytest.importorskip("sklearn", reason="the built-in data sets ship with scikit-learn")
 

@@ -1,4 +1,4 @@
-"""``import exchange.data`` loads numpy only: readers, sklearn and the partitioners are imported lazily."""
+"""``import flonnx.exchange.data`` loads numpy only: readers, sklearn, partitioners are imported lazily."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ HEAVY = ("flwr", "flwr_datasets", "datasets", "pyarrow", "pandas", "sklearn", "t
 
 PROGRAM = f"""
 import sys
-import exchange.data
-from exchange.data import FeatureSchema, Table, to_arrays
+import flonnx.exchange.data
+from flonnx.exchange.data import FeatureSchema, Table, to_arrays
 import numpy as np
 table = Table.from_columns("t", {{"a": np.arange(10.0), "y": np.arange(10) % 2}})
 to_arrays(table, FeatureSchema(label="y"), task="binary")

@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from exchange.data import Partitioning, Table, holdout, parse_partitioner, partition, partition_summary
-from exchange.errors import DataError
+from flonnx.exchange.data import Partitioning, Table, holdout, parse_partitioner, partition, partition_summary
+from flonnx.exchange.errors import DataError
 
 from .conftest import SECRET
 

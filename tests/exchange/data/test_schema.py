@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from exchange.data import (
+from flonnx.exchange.data import (
     FeatureSchema,
     Table,
     feature_names,
@@ -14,7 +14,7 @@ from exchange.data import (
     read_table,
     to_arrays,
 )
-from exchange.errors import DataError
+from flonnx.exchange.errors import DataError
 
 from .conftest import SECRET
 

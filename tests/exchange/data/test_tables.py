@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from exchange.data import Table, read_table
-from exchange.errors import DataError, FlonnxError
+from flonnx.exchange.data import Table, read_table
+from flonnx.exchange.errors import DataError, FlonnxError
 
 from .conftest import SECRET
 
