@@ -10,7 +10,7 @@ export FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION := 1
 export FLWR_TELEMETRY_ENABLED := 0
 export FLWR_DISABLE_UPDATE_CHECK := 1
 
-.PHONY: setup run test lint protos clean
+.PHONY: setup postgresql run test lint protos clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,12 +20,20 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# The deployment tests start a throwaway PostgreSQL server (tests/postgres.py): Debian's package,
+# installed when missing and we are root (CI); otherwise say how.
+postgresql:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql) >/dev/null; \
+	  else echo "PostgreSQL is missing (the deployment tests need it): sudo apt-get install -y postgresql"; fi; }
+
 run: setup
 	$(VENV)/bin/flonnx simulate digits-mixed
 
 # Lint and types first (seconds), then the suite. pytest exits 5 when it collected no test: that is
 # a failure of intent, not a pass.
-test: setup lint
+test: setup postgresql lint
 	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 

@@ -1,8 +1,11 @@
-"""A content-addressed blob store on the local file system.
+"""Content-addressed blob stores: a local directory, or any file system fsspec reaches.
 
-A blob's name is the SHA-256 of its bytes. Writes are atomic (temporary file in the same directory
-tree, ``fsync``, ``rename``, ``fsync`` of the directory), so a crash at any point leaves either no blob
-or the whole blob, never a partial one under its final name.
+A blob's name is the SHA-256 of its bytes. Local writes are atomic (temporary file in the same
+directory tree, ``fsync``, ``rename``, ``fsync`` of the directory), so a crash at any point leaves
+either no blob or the whole blob, never a partial one under its final name. An fsspec store writes a
+temporary object and renames it where the file system has a rename; an object store (S3, GCS, Azure)
+has none and needs none, since an object appears only once its upload is complete. Neither store
+checks content on read: the registry re-hashes every blob it loads against its id.
 """
 
 from __future__ import annotations
@@ -10,11 +13,21 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
+from typing import Any
 
 from flonnx.exchange.errors import RegistryError
 from flonnx.exchange.hashing import sha256_hex
 
-__all__ = ["BlobStore"]
+__all__ = ["BlobStore", "FsspecBlobStore", "open_blobs"]
+
+# Object stores: a single upload is all-or-nothing, and a "rename" would be a second full copy.
+_WHOLE_OBJECT_WRITES = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss"})
+
+
+def _check_id(blob_id: str) -> str:
+    if len(blob_id) != 64 or any(c not in "0123456789abcdef" for c in blob_id):
+        raise RegistryError(f"not a blob id: {blob_id!r}")
+    return blob_id
 
 
 def _fsync_dir(path: Path) -> None:
@@ -35,8 +48,7 @@ class BlobStore:
 
     def path(self, blob_id: str) -> Path:
         """Where the blob ``blob_id`` lives (whether or not it exists)."""
-        if len(blob_id) != 64 or any(c not in "0123456789abcdef" for c in blob_id):
-            raise RegistryError(f"not a blob id: {blob_id!r}")
+        _check_id(blob_id)
         return self.root / blob_id[:2] / blob_id
 
     def put(self, data: bytes) -> str:
@@ -66,3 +78,69 @@ class BlobStore:
     def exists(self, blob_id: str) -> bool:
         """Whether ``blob_id`` is stored."""
         return self.path(blob_id).exists()
+
+
+class FsspecBlobStore:
+    """Blobs under ``URL/ab/abcdef…`` on an fsspec file system; ``URL/.tmp`` holds renamed writes."""
+
+    def __init__(self, url: str, shown: str | None = None) -> None:
+        try:
+            import fsspec
+        except ImportError:
+            raise RegistryError(f"blob URL {shown or url} needs fsspec: pip install fsspec") from None
+        try:
+            self.fs: Any
+            self.fs, self.root = fsspec.core.url_to_fs(url)
+        except (ImportError, ValueError) as exc:
+            raise RegistryError(f"cannot open the blob store {shown or url}: {exc}") from None
+        self.root = str(self.root).rstrip("/")
+        self.shown = shown or url
+        protocols = self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,)
+        self.renames = not _WHOLE_OBJECT_WRITES.intersection(protocols)
+
+    def _key(self, blob_id: str) -> str:
+        return f"{self.root}/{blob_id[:2]}/{_check_id(blob_id)}"
+
+    def path(self, blob_id: str) -> str:
+        """The blob's URL (password masked), for messages."""
+        return f"{self.shown.rstrip('/')}/{blob_id[:2]}/{_check_id(blob_id)}"
+
+    def put(self, data: bytes) -> str:
+        """Store ``data`` and return its id; storing the same bytes twice is a no-op."""
+        blob_id = sha256_hex(data)
+        final = self._key(blob_id)
+        if self.fs.exists(final):
+            return blob_id
+        if not self.renames:
+            self.fs.pipe_file(final, data)
+            return blob_id
+        tmp = f"{self.root}/.tmp/{blob_id}.{secrets.token_hex(4)}"
+        self.fs.makedirs(f"{self.root}/.tmp", exist_ok=True)
+        self.fs.makedirs(f"{self.root}/{blob_id[:2]}", exist_ok=True)
+        self.fs.pipe_file(tmp, data)
+        self.fs.mv(tmp, final)
+        return blob_id
+
+    def get(self, blob_id: str) -> bytes:
+        """The bytes of ``blob_id``; raises :class:`RegistryError` if absent."""
+        try:
+            return bytes(self.fs.cat_file(self._key(blob_id)))
+        except FileNotFoundError:
+            raise RegistryError(f"blob {blob_id[:12]} is missing from {self.shown}") from None
+
+    def exists(self, blob_id: str) -> bool:
+        """Whether ``blob_id`` is stored."""
+        return bool(self.fs.exists(self._key(blob_id)))
+
+
+def open_blobs(location: str | Path, shown: str | None = None) -> BlobStore | FsspecBlobStore:
+    """The blob store at a directory, a ``file://`` URL (both: :class:`BlobStore`) or any fsspec URL.
+
+    ``shown`` is how messages name the location (a URL with its password masked).
+    """
+    text = str(location)
+    if "://" not in text:
+        return BlobStore(Path(text))
+    if text.startswith("file://"):
+        return BlobStore(Path(text.removeprefix("file://")))
+    return FsspecBlobStore(text, shown)

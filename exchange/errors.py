@@ -14,7 +14,9 @@ __all__ = [
     "InvalidUpdate",
     "LineageError",
     "ParityError",
+    "PolicyError",
     "RegistryError",
+    "RunLocked",
     "UnsupportedOp",
 ]
 
@@ -50,6 +52,14 @@ class RegistryError(FlonnxError):
     """The registry cannot be opened, read or written."""
 
 
+class RunLocked(RegistryError):
+    """Another live process is writing this run (it holds the run's lock)."""
+
+    def __init__(self, message: str, run_id: str) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+
+
 class ParityError(FlonnxError):
     """A framework's execution of a definition differs from ONNX Runtime beyond tolerance."""
 
@@ -57,6 +67,13 @@ class ParityError(FlonnxError):
         super().__init__(message)
         self.max_abs = max_abs
         self.max_rel = max_rel
+
+
+class PolicyError(FlonnxError):
+    """A site's policy file cannot be used: unreadable, not TOML, an unknown key or a wrong value.
+
+    Messages name the file, the key and the values allowed; the node refuses with that line.
+    """
 
 
 class UnsupportedOp(InvalidModel):

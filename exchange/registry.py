@@ -1,9 +1,15 @@
-"""The model registry: versions, runs and their blobs, in one directory.
+"""The model registry: versions, runs and their blobs, in one directory or on a database server.
 
 Layout of a registry directory (default ``./runs``)::
 
     registry.db        SQLite (WAL): runs, versions, which run made which version, round heads
     blobs/ab/ab…       content-addressed blobs: canonical definitions, weights, strategy states
+    locks/RUN.lock     the run locks (:meth:`Registry.lock_run`)
+
+A larger deployment names a database by URL (``postgresql://…``, through SQLAlchemy) and its blobs
+separately (``blobs=``: a directory, or an fsspec URL such as ``s3://bucket/flonnx``). The tables are
+the same on both (``exchange/_schema.py``, with its numbered migrations); a registry made by an older
+flonnx is migrated when it is opened for writing, never by a read-only open (``create=False``).
 
 A strategy state (the aggregation strategy's own memory after a round: optimizer moments, momentum,
 clipping norm) is a canonical-JSON blob ``{"arrays_id": …, "state": …}`` whose arrays live in a
@@ -12,7 +18,7 @@ weights-encoded blob; ``strategy_states`` maps (run, round) to it, written in th
 A version's record is stored as the canonical JSON its id is computed over, so ``verify`` can re-hash
 every record and blob. Blobs are written (atomically) before the transaction that references them;
 each round's versions and its new head are committed in one transaction, so a crash leaves either the
-whole round or none of it.
+whole round or none of it, and a concurrent reader sees either the whole round or none of it.
 """
 
 from __future__ import annotations
@@ -20,60 +26,29 @@ from __future__ import annotations
 import datetime as dt
 import json
 import secrets
-import sqlite3
+import threading
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sqlalchemy import Connection, Engine, Table, and_, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from flonnx.exchange.blobstore import BlobStore
+from flonnx.exchange import _schema as schema
+from flonnx.exchange._database import WRITE, is_url, mask_url, open_engine, parse_url
+from flonnx.exchange._locks import advisory_lock, file_lock
+from flonnx.exchange.blobstore import BlobStore, FsspecBlobStore, open_blobs
 from flonnx.exchange.definition import Definition
 from flonnx.exchange.errors import FlonnxError, LineageError, RegistryError
 from flonnx.exchange.hashing import canonical_json, decode_weights, encode_weights, sha256_hex
 from flonnx.exchange.lineage import VersionKind, VersionRecord
 
-__all__ = ["Registry", "RunInfo", "StoredVersion", "strategy_state_id"]
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    run_id      TEXT PRIMARY KEY,
-    created_at  TEXT NOT NULL,
-    scenario    TEXT NOT NULL,
-    seed        INTEGER NOT NULL,
-    config_json TEXT NOT NULL,
-    status      TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS versions (
-    version_id    TEXT PRIMARY KEY,
-    kind          TEXT NOT NULL,
-    round         INTEGER NOT NULL,
-    definition_id TEXT NOT NULL,
-    weights_id    TEXT NOT NULL,
-    record_json   TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS run_versions (
-    run_id     TEXT NOT NULL REFERENCES runs(run_id),
-    version_id TEXT NOT NULL REFERENCES versions(version_id),
-    seq        INTEGER NOT NULL,
-    created_at TEXT NOT NULL,
-    PRIMARY KEY (run_id, version_id)
-);
-CREATE TABLE IF NOT EXISTS run_heads (
-    run_id     TEXT NOT NULL REFERENCES runs(run_id),
-    round      INTEGER NOT NULL,
-    version_id TEXT NOT NULL REFERENCES versions(version_id),
-    PRIMARY KEY (run_id, round)
-);
-CREATE TABLE IF NOT EXISTS strategy_states (
-    run_id   TEXT NOT NULL REFERENCES runs(run_id),
-    round    INTEGER NOT NULL,
-    state_id TEXT NOT NULL,
-    PRIMARY KEY (run_id, round)
-);
-"""
+__all__ = ["Registry", "RunInfo", "StoredVersion", "mask_url", "strategy_state_id"]
 
 
 def _state_document(arrays: Mapping[str, np.ndarray], state: Mapping[str, Any]) -> tuple[bytes, bytes]:
@@ -89,6 +64,11 @@ def strategy_state_id(arrays: Mapping[str, np.ndarray], state: Mapping[str, Any]
 
 def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def _reason(exc: SQLAlchemyError) -> str:
+    """The driver's message of a database error, without SQLAlchemy's wrapping, passwords masked."""
+    return mask_url(str(getattr(exc, "orig", None) or exc).strip())
 
 
 @dataclass(frozen=True)
@@ -122,30 +102,92 @@ class StoredVersion:
 
 
 class Registry:
-    """A registry directory: SQLite index + content-addressed blob store."""
+    """A registry: runs and versions in a database, blobs in a content-addressed store.
 
-    def __init__(self, root: str | Path, *, create: bool = True) -> None:
-        self.root = Path(root)
-        db = self.root / "registry.db"
-        if not create and not db.exists():
-            raise RegistryError(
-                f"no flonnx registry at {self.root} (expected {db}); run a simulation first or pass "
-                "--registry"
-            )
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.blobs = BlobStore(self.root / "blobs")
+    ``Registry(DIR)`` is the embedded default: ``DIR/registry.db`` (SQLite) and ``DIR/blobs``.
+    ``Registry(URL, blobs=DIR_OR_URL)`` keeps the tables in the database at ``URL`` (SQLAlchemy form:
+    ``postgresql://user@host/db``, ``sqlite:////abs/path.db``) and the blobs at a directory or an
+    fsspec URL; a URL registry without ``blobs`` is an error. ``blobs`` may also move a directory
+    registry's blobs elsewhere.
+
+    ``create=False`` opens an existing registry read-only: nothing is created and nothing migrated.
+    A registry an older flonnx made is refused with the command that upgrades it, unless
+    ``migrate=True`` (what a writer that needs an existing registry, such as a resume, passes).
+    """
+
+    def __init__(self, root: str | Path, *, create: bool = True, blobs: str | Path | None = None,
+                 migrate: bool | None = None) -> None:
+        self.root: Path | None
+        if is_url(root):
+            url = parse_url(str(root))
+            self.location = mask_url(str(root))
+            if blobs is None or str(blobs) == "":
+                raise RegistryError(
+                    f"the registry {self.location} is a database URL: say where its blobs live too "
+                    "(blobs= a directory or an fsspec URL; --blobs on the command line)")
+            self.root = None
+            if url.get_backend_name() == "sqlite":
+                if url.database in (None, "", ":memory:"):
+                    raise RegistryError(f"a SQLite registry needs a file, not {self.location}")
+                database = Path(str(url.database))
+                if not create and not database.exists():
+                    raise RegistryError(f"no flonnx registry at {self.location} (no file {database})")
+                database.parent.mkdir(parents=True, exist_ok=True)
+                self._lock_dir: Path | None = database.parent / "locks"
+            else:
+                self._lock_dir = None
+            blob_location: str | Path = blobs
+        else:
+            self.root = Path(root)
+            self.location = str(self.root)
+            database = self.root / "registry.db"
+            if not create and not database.exists():
+                raise RegistryError(
+                    f"no flonnx registry at {self.root} (expected {database}); run a simulation first "
+                    "or pass --registry"
+                )
+            self.root.mkdir(parents=True, exist_ok=True)
+            self._lock_dir = self.root / "locks"
+            url = URL.create("sqlite", database=str(database))
+            blob_location = self.root / "blobs" if blobs is None or str(blobs) == "" else blobs
+        self.blobs: BlobStore | FsspecBlobStore = open_blobs(blob_location, mask_url(str(blob_location)))
+        self._engine: Engine = open_engine(url)
+        self._pinned = threading.local()
+        #: the migrations this open applied (``[]``: the registry was current)
+        self.migrated: list[int] = []
         try:
-            self._db = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute("PRAGMA foreign_keys=ON")
-            self._db.executescript(_SCHEMA)
-        except sqlite3.Error as exc:
-            raise RegistryError(f"cannot open registry database {db}: {exc}") from exc
+            self.schema_version = self._open_schema(create, create if migrate is None else migrate)
+        except SQLAlchemyError as exc:
+            self._engine.dispose()
+            raise RegistryError(f"cannot open registry database {self.location}: {_reason(exc)}") from None
+        except BaseException:
+            self._engine.dispose()
+            raise
+
+    def _open_schema(self, create: bool, migrate: bool) -> int:
+        with self._engine.connect() as connection:
+            version = schema.current_version(connection)
+        if version == schema.LATEST:
+            return version
+        if version is not None and version > schema.LATEST:
+            raise schema.newer_than_code(self.location, version)
+        if version is None and not create:
+            raise RegistryError(f"no flonnx registry at {self.location} (the database has no flonnx "
+                                "tables); run a simulation first or pass --registry")
+        if version is not None and not migrate:
+            blobs = "" if self.root is not None else " --blobs …"
+            raise RegistryError(
+                f"the registry {self.location} has schema version {version} (made by an older "
+                f"flonnx) and this flonnx needs version {schema.LATEST}; a read-only open never "
+                "migrates: open it for writing once, e.g. `flonnx lineage migrate --registry "
+                f"{self.location}{blobs}`")
+        with self._transaction() as db:
+            self.migrated = schema.upgrade(db, self.location)
+        return schema.LATEST
 
     def close(self) -> None:
-        """Close the database connection."""
-        self._db.close()
+        """Close the database connections."""
+        self._engine.dispose()
 
     def __enter__(self) -> Registry:
         return self
@@ -154,14 +196,66 @@ class Registry:
         self.close()
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+    def _transaction(self) -> Iterator[Connection]:
+        """One writing transaction: committed when the block ends, rolled back if it raises."""
+        with self._engine.connect() as connection:
+            connection.execution_options(**{WRITE: True})
+            with connection.begin():
+                yield connection
+
+    @contextmanager
+    def _reading(self) -> Iterator[Connection]:
+        pinned: Connection | None = getattr(self._pinned, "connection", None)
+        if pinned is not None:
+            yield pinned
+            return
+        with self._engine.connect() as connection:
+            yield connection
+
+    def _rows(self, statement: Any) -> list[Any]:
+        with self._reading() as db:
+            return list(db.execute(statement).all())
+
+    def _first(self, statement: Any) -> Any:
+        with self._reading() as db:
+            return db.execute(statement).first()
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Every read in the block (this thread) sees one committed state of the registry.
+
+        Each method reads committed rounds only anyway; a snapshot makes several calls agree with
+        each other, e.g. ``heads()`` and ``versions()`` while another process commits rounds.
+        """
+        if getattr(self._pinned, "connection", None) is not None:
+            yield
+            return
+        with self._engine.connect() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+            with connection.begin():  # SQLite (WAL): the snapshot is fixed by the first read
+                self._pinned.connection = connection
+                try:
+                    yield
+                finally:
+                    self._pinned.connection = None
+
+    def _insert(self, table: Table) -> Any:
+        """INSERT with the dialect's ON CONFLICT clauses."""
+        dialect = postgresql if self._engine.dialect.name == "postgresql" else sqlite
+        return dialect.insert(table)
+
+    # -- locks ----------------------------------------------------------------------------------
+    def lock_run(self, run_id: str) -> AbstractContextManager[None]:
+        """Hold the run's lock for the block: one process writes a run at a time.
+
+        Raises :class:`~flonnx.exchange.errors.RunLocked` at once, naming the run, when another
+        live process (or another lock in this one) holds it. The lock is released when the block
+        ends or the holding process dies, however it dies.
+        """
+        if self._lock_dir is not None:
+            return file_lock(self._lock_dir, run_id)
+        return advisory_lock(self._engine, run_id)
 
     # -- blobs ----------------------------------------------------------------------------------
     def put_definition(self, definition: Definition) -> str:
@@ -210,9 +304,9 @@ class Registry:
 
     def state_at(self, run_id: str, round: int) -> str | None:  # noqa: A002
         """The id of the strategy state a run saved after ``round``, if any."""
-        row = self._db.execute(
-            "SELECT state_id FROM strategy_states WHERE run_id=? AND round=?", (run_id, round)
-        ).fetchone()
+        states = schema.strategy_states
+        row = self._first(select(states.c.state_id).where(states.c.run_id == run_id,
+                                                           states.c.round == round))
         return None if row is None else str(row[0])
 
     # -- runs -----------------------------------------------------------------------------------
@@ -221,41 +315,47 @@ class Registry:
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
         run_id = f"{stamp}-{secrets.token_hex(3)}"
         with self._transaction() as db:
-            db.execute(
-                "INSERT INTO runs VALUES (?,?,?,?,?,?)",
-                (run_id, _now(), scenario, seed, json.dumps(dict(config), sort_keys=True), "running"),
-            )
+            db.execute(schema.runs.insert().values(
+                run_id=run_id, created_at=_now(), scenario=scenario, seed=seed,
+                config_json=json.dumps(dict(config), sort_keys=True), status="running",
+            ))
         return run_id
 
     def set_status(self, run_id: str, status: str) -> None:
         """Mark a run ``running``, ``completed`` or ``failed``."""
         with self._transaction() as db:
-            db.execute("UPDATE runs SET status=? WHERE run_id=?", (status, run_id))
+            db.execute(update(schema.runs).where(schema.runs.c.run_id == run_id).values(status=status))
 
     def update_config(self, run_id: str, config: Mapping[str, Any]) -> None:
         """Replace a run's recorded configuration (e.g. a longer ``rounds`` on resume)."""
         with self._transaction() as db:
-            db.execute("UPDATE runs SET config_json=? WHERE run_id=?",
-                       (json.dumps(dict(config), sort_keys=True), run_id))
+            db.execute(update(schema.runs).where(schema.runs.c.run_id == run_id).values(
+                config_json=json.dumps(dict(config), sort_keys=True)))
 
     def annotate_run(self, run_id: str, key: str, value: Any) -> None:
         """Add one JSON-ready fact to a run's recorded configuration (e.g. its site evaluation)."""
+        runs = schema.runs
         with self._transaction() as db:
-            row = db.execute("SELECT config_json FROM runs WHERE run_id=?", (run_id,)).fetchone()
+            row = db.execute(
+                select(runs.c.config_json).where(runs.c.run_id == run_id).with_for_update()
+            ).first()
             if row is None:
-                raise LineageError(f"no run {run_id!r} in {self.root}")
+                raise LineageError(f"no run {run_id!r} in {self.location}")
             config = {**json.loads(row[0]), key: value}
-            db.execute("UPDATE runs SET config_json=? WHERE run_id=?",
-                       (json.dumps(config, sort_keys=True), run_id))
+            db.execute(update(runs).where(runs.c.run_id == run_id).values(
+                config_json=json.dumps(config, sort_keys=True)))
 
     def runs(self) -> list[RunInfo]:
         """Every run, oldest first."""
-        rows = self._db.execute(
-            "SELECT r.run_id, r.created_at, r.scenario, r.seed, r.config_json, r.status, "
-            "h.round, h.version_id FROM runs r LEFT JOIN run_heads h ON h.run_id = r.run_id "
-            "AND h.round = (SELECT MAX(round) FROM run_heads WHERE run_id = r.run_id) "
-            "ORDER BY r.created_at, r.run_id"
-        ).fetchall()
+        r, h = schema.runs, schema.run_heads
+        later = h.alias("later")
+        last = select(func.max(later.c.round)).where(later.c.run_id == r.c.run_id).scalar_subquery()
+        rows = self._rows(
+            select(r.c.run_id, r.c.created_at, r.c.scenario, r.c.seed, r.c.config_json, r.c.status,
+                   h.c.round, h.c.version_id)
+            .select_from(r.outerjoin(h, and_(h.c.run_id == r.c.run_id, h.c.round == last)))
+            .order_by(r.c.created_at, r.c.run_id)
+        )
         return [RunInfo(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5], r[6], r[7]) for r in rows]
 
     def run(self, run_id: str) -> RunInfo:
@@ -263,26 +363,27 @@ class Registry:
         for info in self.runs():
             if info.run_id == run_id:
                 return info
-        raise LineageError(f"no run {run_id!r} in {self.root}")
+        raise LineageError(f"no run {run_id!r} in {self.location}")
 
     def resolve_run(self, prefix: str | None = None) -> str:
         """A run id from a unique prefix; with ``None``, the newest run."""
         if prefix is None:
-            row = self._db.execute(
-                "SELECT run_id FROM runs ORDER BY created_at DESC, run_id DESC LIMIT 1"
-            ).fetchone()
+            runs = schema.runs
+            row = self._first(
+                select(runs.c.run_id).order_by(runs.c.created_at.desc(), runs.c.run_id.desc()).limit(1)
+            )
             if row is None:
-                raise LineageError(f"the registry {self.root} has no runs yet")
+                raise LineageError(f"the registry {self.location} has no runs yet")
             return str(row[0])
-        return self._resolve("runs", "run_id", prefix, "run")
+        return self._resolve(schema.runs, "run_id", prefix, "run")
 
-    def _resolve(self, table: str, column: str, prefix: str, what: str) -> str:
-        rows = self._db.execute(
-            f"SELECT {column} FROM {table} WHERE substr({column}, 1, ?) = ? LIMIT 6",  # noqa: S608
-            (len(prefix), prefix),
-        ).fetchall()
+    def _resolve(self, table: Table, column: str, prefix: str, what: str) -> str:
+        col = table.c[column]
+        rows = self._rows(
+            select(col).where(func.substr(col, 1, len(prefix)) == prefix).order_by(col).limit(6)
+        )
         if not rows:
-            raise LineageError(f"no {what} matches {prefix!r} in {self.root}")
+            raise LineageError(f"no {what} matches {prefix!r} in {self.location}")
         if len(rows) > 1:
             shown = ", ".join(r[0][:16] for r in rows[:5])
             raise LineageError(f"{what} prefix {prefix!r} is ambiguous: {shown}, …")
@@ -291,15 +392,14 @@ class Registry:
     # -- versions -------------------------------------------------------------------------------
     def resolve_version(self, prefix: str) -> str:
         """A version id from a unique prefix (as with git)."""
-        return self._resolve("versions", "version_id", prefix.lower(), "version")
+        return self._resolve(schema.versions, "version_id", prefix.lower(), "version")
 
     def record(self, version_id: str) -> VersionRecord:
         """The lineage record of a version (exact id)."""
-        row = self._db.execute(
-            "SELECT record_json FROM versions WHERE version_id=?", (version_id,)
-        ).fetchone()
+        versions = schema.versions
+        row = self._first(select(versions.c.record_json).where(versions.c.version_id == version_id))
         if row is None:
-            raise LineageError(f"no version {version_id[:12]} in {self.root}")
+            raise LineageError(f"no version {version_id[:12]} in {self.location}")
         return VersionRecord.from_dict(json.loads(row[0]))
 
     def commit(
@@ -325,47 +425,54 @@ class Registry:
                 if blob and not self.blobs.exists(blob):
                     raise RegistryError(f"version references blob {blob[:12]} that is not stored")
         now = _now()
-        with self._transaction() as db:
-            (seq,) = db.execute(
-                "SELECT COALESCE(MAX(seq), -1) + 1 FROM run_versions WHERE run_id=?", (run_id,)
-            ).fetchone()
-            known = set(ids)
-            for record, version_id in zip(records, ids, strict=True):
-                for parent in record.parents:
-                    if parent not in known and not db.execute(
-                        "SELECT 1 FROM versions WHERE version_id=?", (parent,)
-                    ).fetchone():
-                        raise LineageError(f"parent {parent[:12]} of a new version is not recorded")
-                db.execute(
-                    "INSERT OR IGNORE INTO versions VALUES (?,?,?,?,?,?)",
-                    (version_id, record.kind.value, record.round, record.definition_id,
-                     record.weights_id, record.canonical_bytes().decode("utf-8")),
-                )
-                db.execute(
-                    "INSERT OR IGNORE INTO run_versions VALUES (?,?,?,?)",
-                    (run_id, version_id, seq, now),
-                )
-                seq += 1
-            if head is not None:
-                if head_round is None:
-                    raise ValueError("head_round is required with head")
-                db.execute(
-                    "INSERT OR REPLACE INTO run_heads VALUES (?,?,?)", (run_id, head_round, head)
-                )
-            if state_id is not None:
-                if head_round is None:
-                    raise ValueError("head_round is required with state_id")
-                db.execute("INSERT OR REPLACE INTO strategy_states VALUES (?,?,?)",
-                           (run_id, head_round, state_id))
+        v, rv = schema.versions, schema.run_versions
+        try:
+            with self._transaction() as db:
+                seq = db.execute(
+                    select(func.coalesce(func.max(rv.c.seq), -1) + 1).where(rv.c.run_id == run_id)
+                ).scalar_one()
+                known = set(ids)
+                for record, version_id in zip(records, ids, strict=True):
+                    for parent in record.parents:
+                        if parent not in known and db.execute(
+                            select(v.c.version_id).where(v.c.version_id == parent)
+                        ).first() is None:
+                            raise LineageError(f"parent {parent[:12]} of a new version is not recorded")
+                    db.execute(self._insert(v).values(
+                        version_id=version_id, kind=record.kind.value, round=record.round,
+                        definition_id=record.definition_id, weights_id=record.weights_id,
+                        record_json=record.canonical_bytes().decode("utf-8"),
+                    ).on_conflict_do_nothing())
+                    db.execute(self._insert(rv).values(
+                        run_id=run_id, version_id=version_id, seq=seq, created_at=now,
+                    ).on_conflict_do_nothing())
+                    seq += 1
+                if head is not None:
+                    if head_round is None:
+                        raise ValueError("head_round is required with head")
+                    db.execute(self._insert(schema.run_heads).values(
+                        run_id=run_id, round=head_round, version_id=head,
+                    ).on_conflict_do_update(index_elements=["run_id", "round"], set_={"version_id": head}))
+                if state_id is not None:
+                    if head_round is None:
+                        raise ValueError("head_round is required with state_id")
+                    db.execute(self._insert(schema.strategy_states).values(
+                        run_id=run_id, round=head_round, state_id=state_id,
+                    ).on_conflict_do_update(index_elements=["run_id", "round"],
+                                            set_={"state_id": state_id}))
+        except IntegrityError as exc:
+            raise RegistryError(f"cannot record versions of run {run_id} in {self.location}: "
+                                f"{_reason(exc)}") from None
         return ids
 
     def versions(self, run_id: str) -> list[StoredVersion]:
         """Every version a run recorded, in recording order."""
-        rows = self._db.execute(
-            "SELECT rv.version_id, v.record_json, rv.seq, rv.created_at FROM run_versions rv "
-            "JOIN versions v ON v.version_id = rv.version_id WHERE rv.run_id=? ORDER BY rv.seq",
-            (run_id,),
-        ).fetchall()
+        v, rv = schema.versions, schema.run_versions
+        rows = self._rows(
+            select(rv.c.version_id, v.c.record_json, rv.c.seq, rv.c.created_at)
+            .join(v, v.c.version_id == rv.c.version_id)
+            .where(rv.c.run_id == run_id).order_by(rv.c.seq)
+        )
         return [
             StoredVersion(run_id, r[0], VersionRecord.from_dict(json.loads(r[1])), r[2], r[3])
             for r in rows
@@ -373,28 +480,32 @@ class Registry:
 
     def heads(self, run_id: str) -> dict[int, str]:
         """The global version after each committed round (round 0 = initial)."""
-        rows = self._db.execute(
-            "SELECT round, version_id FROM run_heads WHERE run_id=? ORDER BY round", (run_id,)
-        ).fetchall()
+        h = schema.run_heads
+        rows = self._rows(select(h.c.round, h.c.version_id).where(h.c.run_id == run_id).order_by(h.c.round))
         return {int(r[0]): str(r[1]) for r in rows}
 
     # -- verification ---------------------------------------------------------------------------
     def verify(self, run_id: str | None = None) -> tuple[int, list[str]]:
-        """Re-hash every record and blob (of one run, or all); returns (items checked, problems)."""
+        """Re-hash every record and blob (of one run, or all); returns (items checked, problems).
+
+        The database is read in one snapshot, so a run being written meanwhile is checked as of
+        its last committed round.
+        """
+        with self.snapshot():
+            return self._verify(run_id)
+
+    def _verify(self, run_id: str | None) -> tuple[int, list[str]]:
+        v, rv = schema.versions, schema.run_versions
+        columns = (v.c.version_id, v.c.kind, v.c.round, v.c.definition_id, v.c.weights_id,
+                   v.c.record_json)
         if run_id is None:
-            rows = self._db.execute(
-                "SELECT version_id, kind, round, definition_id, weights_id, record_json FROM versions"
-            ).fetchall()
+            rows = self._rows(select(*columns))
         else:
-            rows = self._db.execute(
-                "SELECT v.version_id, v.kind, v.round, v.definition_id, v.weights_id, v.record_json "
-                "FROM versions v JOIN run_versions rv ON rv.version_id = v.version_id "
-                "WHERE rv.run_id=?",
-                (run_id,),
-            ).fetchall()
+            rows = self._rows(select(*columns).join(rv, rv.c.version_id == v.c.version_id)
+                              .where(rv.c.run_id == run_id))
         problems: list[str] = []
         checked = 0
-        all_ids = {r[0] for r in self._db.execute("SELECT version_id FROM versions")}
+        all_ids = {r[0] for r in self._rows(select(v.c.version_id))}
         definitions: dict[str, Definition | None] = {}
         weights_ok: dict[str, str | None] = {}
         for version_id, kind, rnd, definition_id, weights_id, record_json in rows:
@@ -456,10 +567,11 @@ class Registry:
 
     def _verify_states(self, run_id: str | None, problems: list[str]) -> int:
         """Re-hash every saved strategy state (and its arrays) of one run or all runs."""
-        rows = self._db.execute(
-            "SELECT run_id, round, state_id FROM strategy_states WHERE ? IS NULL OR run_id=? "
-            "ORDER BY run_id, round", (run_id, run_id),
-        ).fetchall()
+        states = schema.strategy_states
+        query = select(states.c.run_id, states.c.round, states.c.state_id)
+        if run_id is not None:
+            query = query.where(states.c.run_id == run_id)
+        rows = self._rows(query.order_by(states.c.run_id, states.c.round))
         for run, rnd, state_id in rows:
             try:
                 self.get_state(state_id)

@@ -114,11 +114,16 @@ def _by_framework(clients: list[ClientResult]) -> dict[str, dict[str, float]]:
     return out
 
 
-def history(run_id: str | None = None, registry: str | Path = "runs") -> RunHistory:
-    """The history of ``run_id`` (a unique prefix is enough; default: the newest run)."""
+def history(run_id: str | None = None, registry: str | Path = "runs",
+            blobs: str | Path | None = None) -> RunHistory:
+    """The history of ``run_id`` (a unique prefix is enough; default: the newest run).
+
+    ``registry`` is a directory or a database URL; a URL needs ``blobs`` (a directory or an fsspec
+    URL).
+    """
     from flonnx.exchange.registry import Registry
 
-    with Registry(registry, create=False) as reg:
+    with Registry(registry, create=False, blobs=blobs) as reg, reg.snapshot():
         run = reg.run(reg.resolve_run(run_id))
         versions = reg.versions(run.run_id)
         heads = reg.heads(run.run_id)
@@ -148,8 +153,8 @@ def history(run_id: str | None = None, registry: str | Path = "runs") -> RunHist
     )
 
 
-def simulate(spec: FederationSpec | str, *, registry: str | Path = "runs", verbose: bool = False,
-             **overrides: Any) -> RunHistory:
+def simulate(spec: FederationSpec | str, *, registry: str | Path = "runs",
+             blobs: str | Path | None = None, verbose: bool = False, **overrides: Any) -> RunHistory:
     """Run ``spec`` on Flower's Simulation Engine; the history of its (first strategy's) run.
 
     A spec naming several strategies runs one registry run per strategy; use :func:`history` with
@@ -159,5 +164,6 @@ def simulate(spec: FederationSpec | str, *, registry: str | Path = "runs", verbo
 
     fed = load_spec(spec, **overrides) if isinstance(spec, str) else (
         spec.with_overrides(_keys(overrides)) if overrides else spec)
-    run_ids = run(fed, overrides={"registry": str(registry)}, verbose=verbose)
-    return history(run_ids[0], registry)
+    config = {"registry": str(registry), **({"blobs": str(blobs)} if blobs else {})}
+    run_ids = run(fed, overrides=config, verbose=verbose)
+    return history(run_ids[0], registry, blobs)

@@ -29,10 +29,12 @@ _log = logging.getLogger(__name__)
 
 def resumed_settings(requested: Settings, config: Mapping[str, Any]) -> Settings:
     """The stored settings of run ``requested.resume``, with a new total of rounds if one was given."""
-    with Registry(requested.registry, create=False) as registry:
+    with Registry(requested.registry, create=False, migrate=True,
+                  blobs=requested.blobs or None) as registry:
         stored = Settings.from_json(registry.run(requested.resume).config)
     rounds = requested.rounds if "num-server-rounds" in config else stored.rounds
-    resumed = replace(stored.with_rounds(rounds), registry=requested.registry, resume=requested.resume)
+    resumed = replace(stored.with_rounds(rounds), registry=requested.registry, blobs=requested.blobs,
+                      resume=requested.resume)
     if "min-train-nodes" in config:  # e.g. continue a failed run with fewer required updates
         resumed = replace(resumed, spec=replace(resumed.spec, min_train_nodes=int(config["min-train-nodes"])))
     return resumed
@@ -42,7 +44,7 @@ def run_plan(config: Mapping[str, Any], spec: FederationSpec | None = None) -> l
     """The runs a run config asks for, each validated (strategy built) before any round starts."""
     if config.get("resume"):
         requested = Settings.from_run_config({k: v for k, v in config.items() if k in (
-            "registry", "resume", "num-server-rounds", "min-train-nodes")})
+            "registry", "blobs", "resume", "num-server-rounds", "min-train-nodes")})
         plans = [resumed_settings(replace(requested, resume=run_id), config)
                  for run_id in requested.resume.replace(",", " ").split()]
     else:

@@ -17,6 +17,7 @@ import json
 import time
 from collections import Counter
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +30,7 @@ from flonnx.exchange.definition import Definition
 from flonnx.exchange.errors import FlonnxError
 from flonnx.exchange.evaluation import evaluate_rows
 from flonnx.exchange.hashing import canonical_json, sha256_hex
-from flonnx.exchange.lineage import VersionKind, VersionRecord, environment
+from flonnx.exchange.lineage import VersionKind, VersionRecord, environment, flonnx_version
 from flonnx.exchange.models import StartingModel, input_dims, input_width, load_starting_model, with_metadata
 from flonnx.exchange.preprocess import METADATA_KEY, LocalStats, Preprocessing, combine_stats
 from flonnx.exchange.registry import Registry
@@ -38,7 +39,15 @@ from flonnx.exchange.sources import evaluation_source
 from flonnx.exchange.task import HEADLINE_METRIC
 from flonnx.server.aggregation import AggregationInput, aggregate_round, configure_round
 from flonnx.server.progress import ConsoleReporter, Reporter, RoundSummary
-from flonnx.server.replies import ClientInfo, Rejection, Update, check_reply, failure_line, one_line
+from flonnx.server.replies import (
+    ClientInfo,
+    Rejection,
+    Update,
+    check_protocol,
+    check_reply,
+    failure_line,
+    one_line,
+)
 from flonnx.server.sampling import sample_clients
 from flonnx.server.settings import Settings
 from flonnx.server.strategies import DP_CLIPPING_MODE, build_strategy
@@ -92,7 +101,7 @@ class Federation:
         self.settings = settings
         self.spec = settings.spec
         self.reporter = reporter or ConsoleReporter()
-        self.registry = Registry(settings.registry)
+        self.registry = Registry(settings.registry, blobs=settings.blobs or None)
         self.built = build_strategy(settings.strategy, settings.strategy_config,
                                     settings.strategy_defaults())
         self.strategy, self.strategy_config = self.built.strategy, self.built.config
@@ -107,18 +116,27 @@ class Federation:
 
     # -- public ---------------------------------------------------------------------------------
     def run(self) -> str:
-        """Run all rounds (or continue ``settings.resume``); returns the run id."""
+        """Run all rounds (or continue ``settings.resume``); returns the run id.
+
+        The run's lock (:meth:`Registry.lock_run`) is held for as long as this process writes the
+        run: a second coordinator (or resume) of the same run is refused, naming it.
+        """
+        with ExitStack() as held:
+            return self._run(held)
+
+    def _run(self, held: ExitStack) -> str:
         if self.settings.resume:
-            return self._resume(self.settings.resume)
+            return self._resume(self.settings.resume, held)
         spec = self.spec
         start = load_starting_model(spec.model, seed=spec.seed, input_shape=spec.input_shape)
         start_definition, _, _ = initial_model(self.settings, start=start)
         needs_stats = self._needs_stats(start_definition)
         width = input_width(start_definition.proto)
-        clients, stats = self._handshake(stats=needs_stats, width=width)
+        clients, stats = self._handshake(start_definition, stats=needs_stats, width=width)
         vocabularies, features = self._vocabularies()
         if vocabularies:  # categorical columns: agree on their values, then encode and count
-            clients, stats = self._handshake(stats=True, width=width, vocabularies=vocabularies)
+            clients, stats = self._handshake(start_definition, stats=True, width=width,
+                                             vocabularies=vocabularies)
         self._clients = clients
         preprocessing = self._preprocessing(start_definition, stats, features, vocabularies)
         definition, weights, origin = initial_model(self.settings, preprocessing, start)
@@ -128,6 +146,7 @@ class Federation:
             "spec_canonical": canonical,
             "model_origin": origin, **self.run_notes,
         })
+        held.enter_context(self.registry.lock_run(run_id))
         self.on_run_created(run_id)
         try:
             self.registry.put_definition(definition)
@@ -153,8 +172,9 @@ class Federation:
         self.reporter.finish(run_id, self.history)
         return run_id
 
-    def _resume(self, run_id: str) -> str:
+    def _resume(self, run_id: str, held: ExitStack) -> str:
         """Continue ``run_id`` from its last committed round with its saved strategy state."""
+        held.enter_context(self.registry.lock_run(run_id))
         heads = self.registry.heads(run_id)
         if not heads:
             raise FlonnxError(f"run {run_id} has no committed version to resume from")
@@ -177,7 +197,7 @@ class Federation:
         try:
             self.reporter.start(run_id, self.spec.name, heads[last], dict(record.metrics),
                                 resumed_from=last)
-            clients, _ = self._handshake(stats=False, width=input_width(definition.proto))
+            clients, _ = self._handshake(definition, stats=False, width=input_width(definition.proto))
             head = self._rounds(run_id, definition,
                                 _Head(last, heads[last], weights, record.weights_id), clients)
             self._evaluate_sites(run_id, definition, head)
@@ -293,10 +313,14 @@ class Federation:
             "version_id": head.version_id, "sites": sites, "failed": failed, "summary": summary})
         self.reporter.sites(sites, failed, summary)
 
-    def _handshake(self, *, stats: bool, width: int | None = None,
+    def _handshake(self, definition: Definition, *, stats: bool, width: int | None = None,
                    vocabularies: dict[str, list[str]] | None = None,
                    ) -> tuple[dict[str, ClientInfo], dict[str, LocalStats]]:
         """Ask every node who it is; gather feature statistics if ``stats``.
+
+        The hello states this coordinator's protocol version and announces ``definition`` (the run's
+        model before the federation's preprocessing constants), which a site's policy checks. A
+        node that speaks another protocol is recorded as refused and never sampled.
 
         Nodes with categorical columns report the values they hold; the first handshake cannot
         count their features yet, so a second one sends the agreed ``vocabularies`` back.
@@ -323,12 +347,16 @@ class Federation:
                     f"--federation-config \"num-supernodes={needed}\", or lower min-available-nodes)")
             time.sleep(0.5)
         hello = ConfigRecord({wire.HELLO_TASK: self.spec.task, wire.HELLO_STATS: stats,
-                              wire.HELLO_VOCABULARIES: json.dumps(vocabularies or {})})
+                              wire.HELLO_VOCABULARIES: json.dumps(vocabularies or {}),
+                              wire.HELLO_PROTOCOL: wire.PROTOCOL_VERSION,
+                              wire.HELLO_FLONNX: flonnx_version(),
+                              wire.HELLO_DEFINITION: definition.canonical_bytes})
         messages = [
             Message(RecordDict({wire.HELLO: hello}), dst_node_id=node, message_type=MessageType.QUERY)
             for node in sorted(node_ids)
         ]
         clients: dict[str, ClientInfo] = {}
+        mismatched: set[str] = set()  # answered in another protocol: refused, never sampled
         gathered: dict[str, LocalStats] = {}
         widths: dict[str, int] = {}
         self._refused = {}
@@ -341,8 +369,13 @@ class Federation:
             key = str(info.get(wire.REPLY_CLIENT, ""))[:200]
             if not key:
                 continue
-            if key in clients:
+            if key in clients or key in mismatched:
                 raise FlonnxError(f"two nodes call themselves {key!r}; client keys must be unique")
+            protocol = check_protocol(info)
+            if protocol is not None:
+                mismatched.add(key)
+                self._refused[key] = protocol
+                continue
             refusal = info.get(wire.REFUSAL_REASON)
             clients[key] = ClientInfo(
                 node_id=reply.metadata.src_node_id, key=key,
@@ -373,9 +406,9 @@ class Federation:
                     gathered[key] = LocalStats.from_arrays(arrays, widths[key])
                 except FlonnxError as exc:
                     self._refused[key] = f"unusable feature statistics: {exc}"
-        if len(clients) < self.settings.min_available_nodes:
+        if len(clients) + len(mismatched) < self.settings.min_available_nodes:
             raise FlonnxError(
-                f"{len(clients)} of {len(node_ids)} nodes answered the handshake; "
+                f"{len(clients) + len(mismatched)} of {len(node_ids)} nodes answered the handshake; "
                 f"{self.settings.min_available_nodes} needed"
             )
         if gathered:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from flonnx.exchange.errors import FlonnxError
+from flonnx.exchange.registry import mask_url
 from flonnx.exchange.spec import (
     DEFAULT_SPEC,
     RUN_CONFIG_KEYS,
@@ -24,7 +25,7 @@ from flonnx.exchange.spec import (
 __all__ = ["SERVER_KEYS", "Settings", "plan_runs"]
 
 #: Run-config keys only the coordinator reads.
-SERVER_KEYS = ("spec", "registry", "round-timeout", "min-available-nodes", "resume")
+SERVER_KEYS = ("spec", "registry", "blobs", "round-timeout", "min-available-nodes", "resume")
 
 _EMPTY = parse_spec({"model": "digits-mlp", "clients": 2}, source="defaults")
 
@@ -34,7 +35,8 @@ class Settings:
     """Everything the server needs to run (or resume) a federation."""
 
     spec: FederationSpec = field(default=_EMPTY)
-    registry: str = "runs"
+    registry: str = "runs"  # a directory, or a database URL (postgresql://…) with ``blobs``
+    blobs: str = ""  # where the blobs live: a directory or an fsspec URL ("" = registry/blobs)
     min_available_nodes: int = 2
     round_timeout: float = 600.0
     resume: str = ""  # run id to continue instead of starting a new run
@@ -96,6 +98,7 @@ class Settings:
             return cls(
                 spec=spec,
                 registry=str(config.get("registry", cls.registry)),
+                blobs=str(config.get("blobs", "")),
                 min_available_nodes=int(config.get("min-available-nodes", spec.clients or 2)),
                 round_timeout=float(config.get("round-timeout", cls.round_timeout)),
                 resume=str(config.get("resume", "")),
@@ -109,6 +112,7 @@ class Settings:
         try:
             return cls(
                 spec=spec_from_json(data["spec"]), registry=str(data.get("registry", "runs")),
+                blobs=str(data.get("blobs", "")),
                 min_available_nodes=int(data["min_available_nodes"]),
                 round_timeout=float(data["round_timeout"]),
             )
@@ -130,8 +134,9 @@ class Settings:
         }
 
     def to_json(self) -> dict[str, Any]:
-        """JSON-ready form, stored with the run."""
-        return {"spec": self.spec.to_toml_dict(), "registry": self.registry,
+        """JSON-ready form, stored with the run (a password in a registry or blob URL masked)."""
+        return {"spec": self.spec.to_toml_dict(), "registry": mask_url(self.registry),
+                **({"blobs": mask_url(self.blobs)} if self.blobs else {}),
                 "min_available_nodes": self.min_available_nodes, "round_timeout": self.round_timeout}
 
     def with_rounds(self, rounds: int) -> Settings:

@@ -23,7 +23,8 @@ from flonnx.exchange.task import HEADLINE_METRIC
 
 __all__ = ["local_baseline"]
 
-def local_baseline(spec: FederationSpec, registry: str, run_id: str) -> dict[str, Any]:
+def local_baseline(spec: FederationSpec, registry: str, run_id: str,
+                   blobs: str | None = None) -> dict[str, Any]:
     """Per client: its framework and the metrics of its local-only model; and the mean."""
     from flonnx.client.app import prepare_data
     from flonnx.client.trainers import TrainConfig, get_trainer
@@ -32,7 +33,7 @@ def local_baseline(spec: FederationSpec, registry: str, run_id: str) -> dict[str
     if source is None:
         return {}
     eval_x, eval_y = source.load()
-    with Registry(registry, create=False) as reg:
+    with Registry(registry, create=False, blobs=blobs) as reg:
         initial = reg.initial_versions(run_id)[0].record
         definition = reg.get_definition(initial.definition_id)
         weights = reg.get_weights(initial.weights_id)

@@ -99,23 +99,25 @@ def simulate(
     if not run_ids:
         raise FlonnxError("the simulation ended without running the ServerApp (see the log above)")
     if spec.local_baseline and not config.get("resume"):
-        _compare_local(spec, str(config.get("registry", "runs")), run_ids, reporter)
+        _compare_local(spec, str(config.get("registry", "runs")), run_ids, reporter,
+                       str(config.get("blobs", "")) or None)
     return run_ids
 
 
 def _compare_local(spec: FederationSpec, registry: str, run_ids: list[str],
-                   reporter: Reporter | None) -> None:
+                   reporter: Reporter | None, blobs: str | None = None) -> None:
     """Train each client alone, print federated vs mean local-only, record it with every run."""
     from flonnx.exchange.registry import Registry
     from flonnx.simulations.baseline import local_baseline
 
-    baseline = local_baseline(spec, registry, run_ids[0])
+    baseline = local_baseline(spec, registry, run_ids[0], blobs)
     if not baseline:
         return
     metric = baseline["metric"]
-    with Registry(registry) as reg:
+    with Registry(registry, blobs=blobs) as reg:
         for run_id in run_ids:
-            reg.annotate_run(run_id, "local_baseline", baseline)
+            with reg.lock_run(run_id):
+                reg.annotate_run(run_id, "local_baseline", baseline)
             head = reg.heads(run_id)
             federated = reg.record(head[max(head)]).metrics.get(metric, float("nan"))
             line = (f"{metric}: federated {federated:.4f} (run {run_id}) vs mean local-only "

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.postgres import create_database, postgres_server
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,3 +27,16 @@ def mlp_model():  # type: ignore[no-untyped-def]
 
     torch.manual_seed(0)
     return export_module(build("digits-mlp"), torch.zeros(2, 64), metadata={"flonnx.model": "digits-mlp"})
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A throwaway PostgreSQL server for the session (tests/postgres.py): its database's URL."""
+    with postgres_server() as url:
+        yield url
+
+
+@pytest.fixture()
+def postgres_db(postgres_url: str) -> str:
+    """A new empty database on the session's PostgreSQL server: its URL."""
+    return create_database(postgres_url)

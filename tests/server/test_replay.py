@@ -36,10 +36,14 @@ def test_replay_names_the_round_whose_aggregate_differs(
     import shutil
 
     shutil.copytree(source, registry)
+    import sqlite3
+
     with Registry(registry) as reg:
-        # point round 1's saved state at the fresh (round 0) state: round 2 now starts from wrong moments
-        reg._db.execute("UPDATE strategy_states SET state_id=? WHERE run_id=? AND round=1",  # noqa: SLF001
-                        (reg.state_at(run_id, 0), run_id))
+        fresh = reg.state_at(run_id, 0)
+    # point round 1's saved state at the fresh (round 0) state: round 2 now starts from wrong moments
+    with sqlite3.connect(registry / "registry.db") as db:
+        db.execute("UPDATE strategy_states SET state_id=? WHERE run_id=? AND round=1", (fresh, run_id))
+    with Registry(registry) as reg:
         report = replay_run(reg, run_id)
 
     result = CliRunner().invoke(app, ["lineage", "replay", run_id, "--registry", str(registry)])
