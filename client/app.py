@@ -6,12 +6,19 @@ Node config keys (a hospital's SuperNode: ``--node-config 'data="/data/a.csv" la
 - ``framework``: ``torch``, ``jax`` or ``sklearn`` (in simulation: the spec's seeded assignment);
 - ``data`` and optionally ``label``, ``features``, ``categorical``, ``classes``, ``missing``,
   ``min-rows``: the node's own data file (CSV, Parquet or NPZ);
+- ``policy``: the site's policy file (:mod:`flonnx.exchange.policy`): which definitions, how many
+  parameters, which operators, how few rows; checked before any training or evaluation;
+- ``audit``: a directory where the node keeps a copy of every reply it sends
+  (:mod:`flonnx.client.audit`);
 - ``fault``: ``raise`` or ``nan`` (demo and tests of failure handling only);
 - in simulation Flower sets ``partition-id``/``num-partitions``, and the node's data is that
   partition of the spec's dataset (:mod:`flonnx.exchange.sources`).
 
-A node whose data is unusable still answers: with a one-line refusal (never a cell's value), at the
-handshake and in every round it is sampled, and the server records it in the lineage.
+A node whose data is unusable, or whose policy does not allow the round, still answers: with a
+one-line refusal (never a cell's value), at the handshake and in every round it is sampled, and the
+server records it in the lineage. Every handshake reply states the node's protocol and flonnx
+versions; every update's environment names its flonnx version and its app bundle
+(:mod:`flonnx.client.bundle`). docs/site-policy.md lists what leaves a site.
 """
 
 from __future__ import annotations
@@ -26,6 +33,8 @@ import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
+from flonnx.client.audit import audit_mod
+from flonnx.client.bundle import bundle_digest
 from flonnx.client.mods import dp_clipping_mod
 from flonnx.client.trainers import TrainConfig, Trainer, get_trainer
 from flonnx.exchange import wire
@@ -33,8 +42,9 @@ from flonnx.exchange.definition import Definition
 from flonnx.exchange.errors import DataError, FlonnxError, InvalidUpdate, ParityError
 from flonnx.exchange.evaluation import evaluate_rows
 from flonnx.exchange.hashing import canonical_json, weights_id
-from flonnx.exchange.lineage import environment
+from flonnx.exchange.lineage import environment, flonnx_version
 from flonnx.exchange.models import input_dims
+from flonnx.exchange.policy import SitePolicy
 from flonnx.exchange.preprocess import METADATA_KEY, Preprocessing, local_stats
 from flonnx.exchange.seeds import derive_seed
 from flonnx.exchange.sources import DataSource, Vocabularies, node_source
@@ -72,6 +82,35 @@ def _identity(node_config: Mapping[str, Any], spec: FederationSpec | None) -> tu
                            "\"sklearn\"")
         framework = assign_frameworks(spec, int(node_config["num-partitions"]))[int(partition)]
     return key, str(framework)
+
+
+def _policy(node_config: Mapping[str, Any]) -> SitePolicy | None:
+    """The site's policy (node config ``policy``), read afresh for every message; None without one."""
+    path = node_config.get("policy")
+    return SitePolicy.load(str(path)) if path else None
+
+
+def _enforce(policy: SitePolicy | None, definition: Definition | None = None,
+             rows: int | None = None) -> None:
+    """Refuse (before any training or evaluation) what the site's policy does not allow."""
+    reason = policy.check(definition, rows) if policy is not None else None
+    if reason is not None:
+        raise _Refusal(reason)
+
+
+def _row_count(source: DataSource) -> int:
+    """The node's rows, without the federation's vocabularies (unknown at the first handshake)."""
+    empty = tuple((column, ()) for column in source.schema.categorical) or None
+    return len(source.load(empty)[1])
+
+
+def _bundle(node_config: Mapping[str, Any]) -> str:
+    """The app bundle digest a real node records; ``""`` for a simulated node (``partition-id``).
+
+    Simulated nodes all run the coordinator's own bundle, if any: recording it would make the
+    version ids of ``flwr run`` differ from those of ``flonnx simulate`` for the same spec and seed.
+    """
+    return "" if "partition-id" in node_config else bundle_digest()
 
 
 def _trainer(node_config: Mapping[str, Any], spec: FederationSpec | None, framework: str) -> Trainer:
@@ -176,9 +215,23 @@ def _received(msg: Message) -> tuple[Definition, dict[str, np.ndarray], ConfigRe
     return definition, weights, lineage
 
 
+def _announced(request: Mapping[str, Any]) -> Definition | None:
+    """The definition the coordinator announces in the handshake (None from an older one)."""
+    data = request.get(wire.HELLO_DEFINITION)
+    if not isinstance(data, bytes):
+        return None
+    try:
+        return Definition.from_bytes(data)
+    except FlonnxError as exc:
+        raise _Refusal(f"the coordinator's definition is unreadable: {exc}") from exc
+
+
 def make_client_app(spec: FederationSpec | None = None) -> ClientApp:
     """A ClientApp; ``spec`` (in-process simulation) replaces the one named in run config."""
-    client_app = ClientApp()
+    # the audit mod wraps every handler and its mods, so it logs exactly the reply that is sent
+    client_app = ClientApp(mods=[audit_mod])
+    versions: dict[str, int | str] = {wire.REPLY_PROTOCOL: wire.PROTOCOL_VERSION,
+                                      wire.REPLY_FLONNX: flonnx_version()}
 
     @client_app.query()
     def hello(msg: Message, context: Context) -> Message:
@@ -186,16 +239,21 @@ def make_client_app(spec: FederationSpec | None = None) -> ClientApp:
         request = msg.content[wire.HELLO]
         task = str(request[wire.HELLO_TASK])
         try:
+            policy = _policy(context.node_config)
+            if policy is not None:
+                _enforce(policy, _announced(request))
             run_spec = _spec(context, spec)
             key, framework = _identity(context.node_config, run_spec)
             trainer = _trainer(context.node_config, run_spec, framework)
             source = node_source(context.node_config, run_spec, task)
+            if policy is not None and policy.min_rows is not None:
+                _enforce(policy, rows=_row_count(source))
             categories = source.categories()
             vocabularies = _vocabularies(str(request.get(wire.HELLO_VOCABULARIES, "{}")))
             if categories and not vocabularies:
                 # first handshake: report the values; the server answers with the agreed ones
                 return Message(RecordDict({wire.HELLO: ConfigRecord({
-                    wire.REPLY_CLIENT: key, wire.REPLY_FRAMEWORK: framework,
+                    **versions, wire.REPLY_CLIENT: key, wire.REPLY_FRAMEWORK: framework,
                     wire.REPLY_FRAMEWORK_VERSION: trainer.version(),
                     wire.REPLY_CATEGORIES: json.dumps(categories),
                     wire.REPLY_FEATURES: json.dumps(source.features()),
@@ -204,11 +262,12 @@ def make_client_app(spec: FederationSpec | None = None) -> ClientApp:
         except FlonnxError as exc:
             key = str(context.node_config.get("client-id")
                       or f"partition-{context.node_config.get('partition-id')}")
-            reply = ConfigRecord({wire.REPLY_CLIENT: key, wire.REFUSAL_REASON: str(exc)[:2000],
+            reply = ConfigRecord({**versions, wire.REPLY_CLIENT: key,
+                                  wire.REFUSAL_REASON: str(exc)[:2000],
                                   wire.REPLY_FRAMEWORK: str(context.node_config.get("framework", ""))})
             return Message(RecordDict({wire.HELLO: reply}), reply_to=msg)
         content = RecordDict({wire.HELLO: ConfigRecord({
-            wire.REPLY_CLIENT: key, wire.REPLY_FRAMEWORK: framework,
+            **versions, wire.REPLY_CLIENT: key, wire.REPLY_FRAMEWORK: framework,
             wire.REPLY_FRAMEWORK_VERSION: trainer.version(), wire.REPLY_NUM_EXAMPLES: len(y),
             wire.REPLY_NUM_FEATURES: int(x.shape[1]),
             wire.REPLY_FEATURES: json.dumps(source.features()),
@@ -225,7 +284,10 @@ def make_client_app(spec: FederationSpec | None = None) -> ClientApp:
         task = str(msg.content[wire.CONFIG].get(wire.CONFIG_TASK, "classification"))
         run_spec = _spec(context, spec)
         try:
+            policy = _policy(context.node_config)
+            _enforce(policy, definition)
             x, y = _load(node_source(context.node_config, run_spec, task), definition)
+            _enforce(policy, rows=len(y))
             metrics = evaluate_rows(definition, weights, x, y, task)
         except FlonnxError as exc:
             return _refuse(msg, str(exc))
@@ -242,6 +304,8 @@ def make_client_app(spec: FederationSpec | None = None) -> ClientApp:
         task = str(msg.content[wire.CONFIG].get(wire.CONFIG_TASK, "classification"))
         run_spec = _spec(context, spec)
         try:
+            policy = _policy(context.node_config)
+            _enforce(policy, definition)
             key, framework = _identity(context.node_config, run_spec)
             if run_spec is not None and run_spec.dropout > 0 and "partition-id" in context.node_config:
                 draw = np.random.default_rng(derive_seed(config.seed, "dropout")).random()
@@ -249,6 +313,7 @@ def make_client_app(spec: FederationSpec | None = None) -> ClientApp:
                     raise _Refusal(f"dropped out (simulated device dropout, p={run_spec.dropout})")
             trainer = _trainer(context.node_config, run_spec, framework)
             x, y = _load(node_source(context.node_config, run_spec, task), definition)
+            _enforce(policy, rows=len(y))
             x, y = prepare_data(definition, task, x, y)
             result = trainer.train(definition, weights, x, y, config)
         except ParityError as exc:
@@ -263,7 +328,8 @@ def make_client_app(spec: FederationSpec | None = None) -> ClientApp:
             wire.REPLY_BASE_VERSION: str(lineage[wire.LINEAGE_VERSION]), wire.REPLY_CLIENT: key,
             wire.REPLY_FRAMEWORK: framework, wire.REPLY_FRAMEWORK_VERSION: trainer.version(),
             wire.REPLY_WEIGHTS_ID: weights_id(result.weights), wire.REPLY_SEED: config.seed,
-            wire.REPLY_ENVIRONMENT: canonical_json(environment()).decode("utf-8"),
+            wire.REPLY_ENVIRONMENT: canonical_json(
+                {**environment(), "bundle": _bundle(context.node_config)}).decode("utf-8"),
         })
         metrics = MetricRecord({wire.REPLY_NUM_EXAMPLES: result.num_examples, **result.metrics})
         content = RecordDict({

@@ -27,6 +27,7 @@ __all__ = [
     "VersionKind",
     "VersionRecord",
     "environment",
+    "flonnx_version",
 ]
 
 #: Bumped whenever the meaning of a record field changes.
@@ -123,7 +124,15 @@ class VersionRecord:
         return replace(self, metrics={**self.metrics, **metrics})
 
 
-_ENV_PACKAGES = ("numpy", "onnx", "onnxruntime", "flwr", "torch", "scikit-learn", "jax")
+_ENV_PACKAGES = ("flonnx", "numpy", "onnx", "onnxruntime", "flwr", "torch", "scikit-learn", "jax")
+
+
+def flonnx_version() -> str:
+    """The installed flonnx distribution's version (``"unknown"`` when run from an uninstalled tree)."""
+    try:
+        return importlib_metadata.version("flonnx")
+    except importlib_metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def environment(packages: Iterable[str] = _ENV_PACKAGES) -> dict[str, str]:

@@ -10,6 +10,11 @@ Client -> server (train reply): ``arrays``, ``metrics`` (MetricRecord with ``num
 
 from __future__ import annotations
 
+#: The version of this message vocabulary. The coordinator sends it in the handshake, a node answers
+#: with its own, and a node that speaks another version (or none) is refused before any round. Bump
+#: it whenever a key's meaning changes or a key becomes required.
+PROTOCOL_VERSION = 1
+
 ARRAYS = "arrays"
 CONFIG = "config"
 METRICS = "metrics"
@@ -34,6 +39,11 @@ STATS = "flonnx.stats"  # client -> server: count/sum/squares per feature, targe
 HELLO_VOCABULARIES = "vocabularies"  # JSON {column: [values]} agreed for categorical columns
 REPLY_CATEGORIES = "categories"  # JSON {column: [values seen at this node]}
 REPLY_FEATURES = "features"  # JSON [raw feature column names, in order]
+HELLO_PROTOCOL = "protocol"  # server -> client: PROTOCOL_VERSION (int)
+HELLO_FLONNX = "flonnx"  # server -> client: the coordinator's flonnx version
+HELLO_DEFINITION = "definition"  # canonical stripped ONNX bytes the run starts from (site policy)
+REPLY_PROTOCOL = "protocol"  # client -> server, in every hello reply (refusals too): int
+REPLY_FLONNX = "flonnx"  # client -> server: the node's flonnx version
 
 # server -> client, in the ``config`` record: client-side DP clipping the node must apply
 # ("fixed" or "adaptive"; absent = none). Flower's own clipping norm key rides along.
@@ -47,7 +57,7 @@ REPLY_FRAMEWORK = "framework"
 REPLY_FRAMEWORK_VERSION = "framework-version"
 REPLY_WEIGHTS_ID = "weights-id"
 REPLY_SEED = "seed"
-REPLY_ENVIRONMENT = "environment"  # canonical JSON of flonnx.exchange.lineage.environment()
+REPLY_ENVIRONMENT = "environment"  # canonical JSON of lineage.environment() + "bundle" (client/bundle.py)
 REPLY_NUM_EXAMPLES = "num-examples"
 REPLY_NUM_FEATURES = "num-features"
 # a node that cannot serve (bad data, unknown framework) answers the handshake with a refusal

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,8 +16,9 @@ from flonnx.exchange import wire
 from flonnx.exchange.definition import Definition
 from flonnx.exchange.errors import FlonnxError, InvalidUpdate
 from flonnx.exchange.hashing import weights_id
+from flonnx.exchange.lineage import flonnx_version
 
-__all__ = ["ClientInfo", "Rejection", "Update", "check_reply"]
+__all__ = ["ClientInfo", "Rejection", "Update", "check_protocol", "check_reply"]
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,23 @@ class Update:
     seed: int
     environment: dict[str, str]
     message: Message = field(repr=False)
+
+
+def check_protocol(hello: Mapping[str, Any]) -> str | None:
+    """``None`` if a node's handshake reply speaks this coordinator's protocol, else why not.
+
+    A node that states no version (an older flonnx) or another one cannot be trusted to read or
+    write the messages of this one: it is refused before any round.
+    """
+    protocol = hello.get(wire.REPLY_PROTOCOL)
+    if isinstance(protocol, int) and not isinstance(protocol, bool) and protocol == wire.PROTOCOL_VERSION:
+        return None
+    version = hello.get(wire.REPLY_FLONNX)
+    node_flonnx = one_line(str(version))[:40] if isinstance(version, str) and version else "unknown"
+    mine = f"this coordinator speaks protocol {wire.PROTOCOL_VERSION} (flonnx {flonnx_version()})"
+    if protocol is None:
+        return f"node states no flonnx protocol (flonnx {node_flonnx}); {mine}"
+    return f"node speaks flonnx protocol {one_line(str(protocol))[:40]} (flonnx {node_flonnx}); {mine}"
 
 
 def check_reply(

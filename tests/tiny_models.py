@@ -55,3 +55,25 @@ def gemm_mlp(
     model.ir_version = 8
     onnx.checker.check_model(model, full_check=True)
     return Definition.from_model(model)
+
+
+def function_mlp(features: int = 4, hidden: int = 8, outputs: int = 2, *, seed: int = 0) -> onnx.ModelProto:
+    """:func:`gemm_mlp`'s network with its first layer in a model-local function ``local::Dense``.
+
+    ``Relu`` runs only inside the function's body (a nested graph the interpreter inlines).
+    """
+    definition, weights = gemm_mlp(features, hidden, outputs, seed=seed)
+    dense = helper.make_function(
+        "local", "Dense", ["x", "w", "b"], ["r"],
+        [helper.make_node("Gemm", ["x", "w", "b"], ["h"], transB=1),
+         helper.make_node("Relu", ["h"], ["r"])],
+        opset_imports=[helper.make_opsetid("", 17)])
+    model = definition.materialize(weights)
+    nodes = list(model.graph.node)
+    model.graph.ClearField("node")
+    model.graph.node.extend([helper.make_node("Dense", ["x", "l1.w", "l1.b"], ["r"], domain="local"),
+                             *nodes[2:]])
+    model.functions.append(dense)
+    model.opset_import.append(helper.make_opsetid("local", 1))
+    onnx.checker.check_model(model, full_check=True)
+    return model
