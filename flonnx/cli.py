@@ -20,11 +20,18 @@ app = typer.Typer(help="Federated learning across ML frameworks, with ONNX and l
 lineage_app = typer.Typer(help="Inspect and verify the lineage of model versions.",
                           no_args_is_help=True)
 app.add_typer(lineage_app, name="lineage")
+deploy_app = typer.Typer(help="Set up a real federation: certificates, node keys, the exact commands.",
+                         no_args_is_help=True)
+app.add_typer(deploy_app, name="deploy")
 console = wide_console()
 err = wide_console(stderr=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
-RegistryOpt = Annotated[Path, typer.Option("--registry", help="Registry directory.")]
+RegistryOpt = Annotated[str, typer.Option(
+    "--registry", help="Registry directory, or a database URL (postgresql://user@host/db) with --blobs.")]
+BlobsOpt = Annotated[str | None, typer.Option(
+    "--blobs", help="Where the registry's blobs live: a directory or an fsspec URL (default: "
+                    "REGISTRY/blobs; required with a database URL).")]
 RunOpt = Annotated[str | None, typer.Option("--run", help="Run id or unique prefix (default: newest).")]
 
 
@@ -42,10 +49,22 @@ def _friendly(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _open(registry: Path) -> Any:
+def _open(registry: str, blobs: str | None = None, *, migrate: bool = False) -> Any:
+    """An existing registry, read-only unless ``migrate`` (a writer may upgrade an old one)."""
     from flonnx.exchange.registry import Registry
 
-    return Registry(registry, create=False)
+    return Registry(registry, create=False, blobs=blobs, migrate=migrate)
+
+
+def _where(registry: str, blobs: str | None) -> dict[str, Any]:
+    """The registry's run-config keys."""
+    return {"registry": str(registry), **({"blobs": blobs} if blobs else {})}
+
+
+def _masked(location: str) -> str:
+    from flonnx.exchange.registry import mask_url
+
+    return mask_url(str(location))
 
 
 Opt = typer.Option
@@ -68,7 +87,8 @@ def simulate(
     fraction_train: Annotated[float | None, Opt(help="Share of clients sampled per round.")] = None,
     rounds: Annotated[int | None, Opt(help="Number of rounds (default: the spec's).")] = None,
     seed: Annotated[int | None, Opt(help="Run seed (default: the spec's).")] = None,
-    registry: RegistryOpt = Path("runs"),
+    registry: RegistryOpt = "runs",
+    blobs: BlobsOpt = None,
     strategy: Annotated[list[str] | None, Opt(
         help="Strategy name or module:Class; repeat to run one registry run per strategy.")] = None,
     strategy_config: Annotated[list[str] | None, Opt(
@@ -108,11 +128,11 @@ def simulate(
         fed = load_spec(spec or "digits-mixed", overrides)
     from flonnx.server.app import run_plan
 
-    run_plan({"registry": str(registry)}, fed)  # fail before Ray starts
+    run_plan(_where(registry, blobs), fed)  # fail before Ray starts
     simulation = plan(fed)
     _print_plan(fed, simulation)
     console.print("[dim]starting Flower's simulation engine…[/]")
-    run_ids = run(fed, overrides={"registry": str(registry)}, verbose=verbose, simulation=simulation)
+    run_ids = run(fed, overrides=_where(registry, blobs), verbose=verbose, simulation=simulation)
     if len(run_ids) > 1:
         console.print(f"runs: {' '.join(run_ids)}")
 
@@ -161,7 +181,8 @@ def resume(
     runs: Annotated[list[str], typer.Argument(help="Run id(s) or unique prefixes, same spec.")],
     rounds: Annotated[int | None, typer.Option(
         help="New total number of rounds (default: the run's planned total).")] = None,
-    registry: RegistryOpt = Path("runs"),
+    registry: RegistryOpt = "runs",
+    blobs: BlobsOpt = None,
     verbose: Annotated[bool, typer.Option(help="Show Flower's and Ray's logs.")] = False,
 ) -> None:
     """Continue stopped or failed runs from their last committed round, strategy state included."""
@@ -169,18 +190,18 @@ def resume(
     from flonnx.server.settings import Settings
     from flonnx.simulations.runner import simulate as run
 
-    reg = _open(registry)
+    reg = _open(registry, blobs, migrate=True)
     run_ids = [reg.resolve_run(r) for r in runs]
     stored = [Settings.from_json(reg.run(r).config) for r in run_ids]
     reg.close()
     specs = {s.spec.for_strategy("", {}).id for s in stored}
     if len(specs) != 1:
         raise FlonnxError("runs resumed together must share a spec (apart from the strategy)")
-    overrides: dict[str, Any] = {"registry": str(registry), "resume": " ".join(run_ids)}
+    overrides: dict[str, Any] = {**_where(registry, blobs), "resume": " ".join(run_ids)}
     if rounds is not None:
         overrides["num-server-rounds"] = rounds
     plans = run_plan(overrides)  # fail before Ray starts
-    with _open(registry) as check:
+    with _open(registry, blobs) as check:
         for plan in plans:
             done = max(check.heads(plan.resume), default=0)
             if done >= plan.rounds:
@@ -193,10 +214,10 @@ def resume(
 
 @app.command()
 @_friendly
-def runs(registry: RegistryOpt = Path("runs"),
+def runs(registry: RegistryOpt = "runs", blobs: BlobsOpt = None,
          as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False) -> None:
     """List the runs in a registry."""
-    infos = _open(registry).runs()
+    infos = _open(registry, blobs).runs()
     if as_json:
         print(json.dumps([i.__dict__ for i in infos], indent=2))
         return
@@ -209,15 +230,68 @@ def runs(registry: RegistryOpt = Path("runs"),
     console.print(table)
 
 
+def _shown(text: str) -> str:
+    r"""Untrusted text for a rich cell: control characters visible as escapes, markup literal.
+
+    ``rich.markup.escape`` alone keeps ``[red]`` literal but lets ANSI escape sequences, carriage
+    returns and bidi overrides reach the terminal; those become ``\x1b``, ``\r``, ``\u202e``,
+    so two ids that differ only in invisible characters look different.
+    """
+    from rich.markup import escape
+
+    return escape("".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii")
+                          for ch in text))
+
+
+@app.command()
+@_friendly
+def nodes(
+    registry: RegistryOpt = "runs",
+    blobs: BlobsOpt = None,
+    run: Annotated[str | None, typer.Option(
+        "--run", help="Only this run (id or unique prefix; default: every run).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Documented JSON list of nodes.")] = False,
+) -> None:
+    """List every node that sent an update or a refusal: framework, last seen, updates, refusals."""
+    from flonnx.server.nodes import known_nodes
+
+    with _open(registry, blobs) as reg:
+        run_id = None if run is None else reg.resolve_run(run)
+        rows = known_nodes(reg, run_id)
+    if as_json:
+        print(json.dumps([n.to_dict() for n in rows], indent=2))
+        return
+    if not rows:
+        console.print(f"no nodes recorded in {_shown(_masked(registry))}"
+                      + ("" if run_id is None else f" (run {_shown(run_id)})"), soft_wrap=True)
+        return
+    table = Table(title=f"nodes of {'every run' if run_id is None else 'run ' + _shown(run_id)}")
+    for column in ("client", "framework", "flonnx", "last run", "round", "run created", "updates",
+                   "refusals", "last refusal"):
+        # untrusted text folds rather than being cut; the short facts keep one line when they fit
+        table.add_column(column, justify="right" if column in ("round", "updates", "refusals") else "left",
+                         overflow="fold", no_wrap=column not in ("client", "last refusal"))
+    for n in rows:
+        framework = " ".join(filter(None, (n.framework, n.framework_version))) or "-"
+        if n.changed_framework:
+            earlier = ", ".join(f for f in n.frameworks if f != n.framework)
+            framework += f" (earlier: {earlier})"
+        table.add_row(_shown(n.client), _shown(framework), _shown(n.flonnx_version or "-"),
+                      _shown(n.last_run), str(n.last_round), _shown(n.last_run_created_at or "-"),
+                      str(n.updates), str(n.refusals), _shown(n.last_refusal or ""))
+    console.print(table)
+
+
 @lineage_app.command("ls")
 @_friendly
 def lineage_ls(
     run: RunOpt = None,
-    registry: RegistryOpt = Path("runs"),
+    registry: RegistryOpt = "runs",
+    blobs: BlobsOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Documented JSON list of records.")] = False,
 ) -> None:
     """List every version of a run."""
-    reg = _open(registry)
+    reg = _open(registry, blobs)
     run_id = reg.resolve_run(run)
     versions = reg.versions(run_id)
     if as_json:
@@ -243,20 +317,21 @@ def lineage_ls(
 @_friendly
 def lineage_show(
     version: Annotated[str, typer.Argument(help="Version id or unique prefix.")],
-    registry: RegistryOpt = Path("runs"),
+    registry: RegistryOpt = "runs",
+    blobs: BlobsOpt = None,
 ) -> None:
     """Print one version's full lineage record as JSON."""
-    reg = _open(registry)
+    reg = _open(registry, blobs)
     version_id = reg.resolve_version(version)
     print(json.dumps({"version_id": version_id, **reg.record(version_id).to_dict()}, indent=2))
 
 
 @lineage_app.command("verify")
 @_friendly
-def lineage_verify(run: RunOpt = None, registry: RegistryOpt = Path("runs"),
+def lineage_verify(run: RunOpt = None, registry: RegistryOpt = "runs", blobs: BlobsOpt = None,
                    all_runs: Annotated[bool, typer.Option("--all", help="Every run.")] = False) -> None:
     """Re-hash every record and blob; exit 1 naming each mismatch."""
-    reg = _open(registry)
+    reg = _open(registry, blobs)
     run_id = None if all_runs else reg.resolve_run(run)
     checked, problems = reg.verify(run_id)
     scope = "all runs" if run_id is None else f"run {run_id}"
@@ -268,16 +343,34 @@ def lineage_verify(run: RunOpt = None, registry: RegistryOpt = Path("runs"),
     console.print(f"[green]ok[/]: {checked} records and blobs of {scope} re-hash to their ids")
 
 
+@lineage_app.command("migrate")
+@_friendly
+def lineage_migrate(registry: RegistryOpt = "runs", blobs: BlobsOpt = None) -> None:
+    """Upgrade a registry made by an older flonnx to this version's schema.
+
+    Read-only commands (runs, lineage ls/show/verify, export) refuse an old registry until a writer
+    (this command, simulate or resume) has opened it once.
+    """
+    from rich.markup import escape
+
+    with _open(registry, blobs, migrate=True) as reg:
+        done = (f"applied migration(s) {', '.join(map(str, reg.migrated))}" if reg.migrated
+                else "nothing to do")
+        console.print(f"registry {escape(reg.location)}: schema version {reg.schema_version} "
+                      f"({done})", soft_wrap=True)
+
+
 @lineage_app.command("replay")
 @_friendly
 def lineage_replay(
     run: Annotated[str | None, typer.Argument(help="Run id or unique prefix (default: newest).")] = None,
-    registry: RegistryOpt = Path("runs"),
+    registry: RegistryOpt = "runs",
+    blobs: BlobsOpt = None,
 ) -> None:
     """Re-aggregate every round from the recorded updates; exit 1 naming the first round that differs."""
     from flonnx.server.replay import replay_run
 
-    reg = _open(registry)
+    reg = _open(registry, blobs)
     run_id = reg.resolve_run(run)
     report = replay_run(reg, run_id)
     for item in report.rounds:
@@ -297,12 +390,13 @@ def lineage_replay(
 def export(
     version: Annotated[str, typer.Argument(help="Version id or unique prefix.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the .onnx file.")],
-    registry: RegistryOpt = Path("runs"),
+    registry: RegistryOpt = "runs",
+    blobs: BlobsOpt = None,
 ) -> None:
     """Write a standalone ONNX file (with model card metadata) of any version."""
     from flonnx.exchange.export import export_version, write_model
 
-    reg = _open(registry)
+    reg = _open(registry, blobs)
     version_id = reg.resolve_version(version)
     path = write_model(export_version(reg, version_id), output)
     console.print(f"wrote {path} (version {version_id[:12]})")
@@ -362,6 +456,106 @@ def check(
                           soft_wrap=True)
     if not report.has_verdict:
         raise typer.Exit(1)
+
+@app.command("check-data")
+@_friendly
+def check_data(
+    data: Annotated[str, typer.Argument(help="The site's data file (CSV, TSV, Parquet or NPZ).")],
+    label: Annotated[str, Opt(help="The label column.")],
+    task: Annotated[str, Opt(help="classification, binary or regression.")] = "classification",
+    features: Annotated[str | None, Opt(help="Feature columns, comma-separated (default: all "
+                                             "but the label).")] = None,
+    categorical: Annotated[str | None, Opt(help="Categorical columns, comma-separated.")] = None,
+    missing: Annotated[str | None, Opt(help="What to do with missing values: refuse or impute.")] = None,
+    min_rows: Annotated[int | None, Opt(help="Fewest rows the site accepts.")] = None,
+) -> None:
+    """Check a site's data file exactly as its node will read it, before joining a federation.
+
+    Prints rows, feature columns and the values of categorical columns, or the one-line refusal the
+    node would send (which names file, row and column, never a cell's value). Nothing leaves the site.
+    """
+    import numpy as np
+    from rich.markup import escape
+
+    from flonnx.exchange.sources import node_source
+    from flonnx.exchange.task import HEADLINE_METRIC
+
+    if task not in HEADLINE_METRIC:
+        raise typer.BadParameter(f"{task!r} is not one of {', '.join(HEADLINE_METRIC)}", param_hint="--task")
+    config: dict[str, Any] = {"data": data, "label": label}
+    for key, value in (("features", features), ("categorical", categorical), ("missing", missing),
+                       ("min-rows", min_rows)):
+        if value is not None:
+            config[key] = value  # as a SuperNode's --node-config gives it
+    source = node_source(config, None, task)
+    columns = source.features()
+    categories = source.categories()
+    x, y = source.load(tuple((c, tuple(v)) for c, v in sorted(categories.items())) if categories else None)
+    console.print(f"{escape(source.describe())}: {len(y)} rows, {len(columns)} feature columns "
+                  f"({x.shape[1]} model inputs), task {task}", soft_wrap=True)
+    console.print("features: " + escape(", ".join(columns)), soft_wrap=True)
+    for column, values in sorted(categories.items()):
+        console.print(f"categorical {escape(column)}: {len(values)} values", soft_wrap=True)
+    if task != "regression":
+        console.print(f"classes: {len(np.unique(y))}", soft_wrap=True)
+    console.print("[green]ok[/]: a node with this file and label would join")
+
+
+@deploy_app.command("init")
+@_friendly
+def deploy_init(
+    folder: Annotated[Path, typer.Argument(help="New (or empty) folder for the consortium's files.")],
+    hosts: Annotated[str, Opt(help="The SuperLink's host names and IP addresses, comma-separated (the "
+                                   "certificate's SANs; the first is the address nodes dial).")],
+    nodes: Annotated[str, Opt(help="Node names (client ids), comma-separated.")],
+    frameworks: Annotated[str, Opt(help="One framework for every node, or one per node, "
+                                        "comma-separated (torch, jax, sklearn).")] = "sklearn",
+    data_dir: Annotated[Path | None, Opt(help="Folder of the nodes' data files (NAME.csv); "
+                                              "default FOLDER/data.")] = None,
+    label: Annotated[str, Opt(help="Label column of the nodes' data files.")] = "label",
+    listen: Annotated[str, Opt(help="Address the SuperLink listens on.")] = "0.0.0.0",
+    port: Annotated[int, Opt(help="The SuperLink's port.")] = 8000,
+    node_port_base: Annotated[int, Opt(help="Runtime API port of the first node; the next nodes "
+                                            "count up (one port per node on one host).")] = 9094,
+    spec: Annotated[Path | None, Opt(help="The coordinator's federation spec (default: a starter "
+                                          "FOLDER/federation.toml).")] = None,
+    registry: Annotated[Path | None, Opt(help="The coordinator's registry (default "
+                                              "FOLDER/registry).")] = None,
+    connection: Annotated[str, Opt(help="Name of the flwr connection.")] = "flonnx",
+) -> None:
+    """Create a development CA, the SuperLink certificate, one key pair per node and the commands.
+
+    Writes FOLDER/COMMANDS.md (the commands in order) and FOLDER/consortium.json (the same, as
+    argument lists). See docs/joining.md.
+    """
+    from rich.markup import escape
+
+    from flonnx.server.deploy import init_consortium
+
+    consortium = init_consortium(
+        folder, hosts=hosts.split(","), nodes=nodes.split(","), frameworks=frameworks.split(","),
+        data_dir=data_dir, label=label, listen=listen, port=port, node_port_base=node_port_base,
+        spec=str(spec) if spec else None, registry=registry, connection=connection)
+    console.print(f"wrote a development consortium to {escape(str(consortium.folder))}: CA, SuperLink "
+                  f"certificate for {escape(hosts)}, keys of {len(consortium.nodes)} nodes", soft_wrap=True)
+    console.print(f"next: follow {escape(str(consortium.folder / 'COMMANDS.md'))}", soft_wrap=True)
+
+
+@deploy_app.command("keygen")
+@_friendly
+def deploy_keygen(
+    name: Annotated[str, typer.Argument(help="The node's name (its client id).")],
+    out: Annotated[Path, Opt("-o", "--out", help="Folder for NAME.key and NAME.pub.")] = Path("."),
+) -> None:
+    """Make a node's authentication key pair at the site; send only NAME.pub to the coordinator."""
+    from rich.markup import escape
+
+    from flonnx.server.deploy import write_node_keys
+
+    private, public = write_node_keys(name, out.expanduser().resolve())
+    console.print(f"private key {escape(str(private))} (keep it at this site; mode 600)", soft_wrap=True)
+    console.print(f"public key  {escape(str(public))} (send this one to the coordinator)", soft_wrap=True)
+
 
 def main() -> None:
     """Entry point of the ``flonnx`` command."""
