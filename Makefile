@@ -10,7 +10,7 @@ export FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION := 1
 export FLWR_TELEMETRY_ENABLED := 0
 export FLWR_DISABLE_UPDATE_CHECK := 1
 
-.PHONY: setup postgresql run test lint protos clean
+.PHONY: setup postgresql chromium run test lint protos clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,12 +28,20 @@ postgresql:
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql) >/dev/null; \
 	  else echo "PostgreSQL is missing (the deployment tests need it): sudo apt-get install -y postgresql"; fi; }
 
+# The report's browser tests (marker `browser`) render it in Debian's Chromium through Playwright,
+# which cannot download a browser of its own here: installed when missing and we are root (CI).
+chromium:
+	@test -x /usr/bin/chromium || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null; \
+	  else echo "Chromium is missing (the browser tests need it): sudo apt-get install -y chromium"; fi; }
+
 run: setup
 	$(VENV)/bin/flonnx simulate digits-mixed
 
 # Lint and types first (seconds), then the suite. pytest exits 5 when it collected no test: that is
 # a failure of intent, not a pass.
-test: setup postgresql lint
+test: setup postgresql chromium lint
 	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 

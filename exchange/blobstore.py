@@ -39,12 +39,16 @@ def _fsync_dir(path: Path) -> None:
 
 
 class BlobStore:
-    """Blobs under ``root/ab/abcdef…``; ``root/.tmp`` holds writes in progress."""
+    """Blobs under ``root/ab/abcdef…``; ``root/.tmp`` holds writes in progress.
 
-    def __init__(self, root: Path) -> None:
+    ``create=False`` (a reader) makes no directory, so a read-only store opens.
+    """
+
+    def __init__(self, root: Path, *, create: bool = True) -> None:
         self.root = root
         self._tmp = root / ".tmp"
-        self._tmp.mkdir(parents=True, exist_ok=True)
+        if create:
+            self._tmp.mkdir(parents=True, exist_ok=True)
 
     def path(self, blob_id: str) -> Path:
         """Where the blob ``blob_id`` lives (whether or not it exists)."""
@@ -133,14 +137,16 @@ class FsspecBlobStore:
         return bool(self.fs.exists(self._key(blob_id)))
 
 
-def open_blobs(location: str | Path, shown: str | None = None) -> BlobStore | FsspecBlobStore:
+def open_blobs(location: str | Path, shown: str | None = None, *,
+               create: bool = True) -> BlobStore | FsspecBlobStore:
     """The blob store at a directory, a ``file://`` URL (both: :class:`BlobStore`) or any fsspec URL.
 
-    ``shown`` is how messages name the location (a URL with its password masked).
+    ``shown`` is how messages name the location (a URL with its password masked); ``create=False``
+    opens a local store for reading only.
     """
     text = str(location)
     if "://" not in text:
-        return BlobStore(Path(text))
+        return BlobStore(Path(text), create=create)
     if text.startswith("file://"):
-        return BlobStore(Path(text.removeprefix("file://")))
+        return BlobStore(Path(text.removeprefix("file://")), create=create)
     return FsspecBlobStore(text, shown)

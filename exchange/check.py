@@ -68,6 +68,10 @@ class CheckReport:
     conversion: dict[str, Any] | None = None
     #: ONNX Runtime ran the checked model (after any upgrade) on the probes.
     runnable: bool = False
+    #: A file ``flonnx export`` wrote: its model card's ``version_id`` and ``definition_id`` (the
+    #: registry's id, the same as ``definition_id`` unless preprocessing was wrapped around the
+    #: graph, which makes the file's graph one of its own), else None.
+    exported_from: dict[str, str] | None = None
 
     @property
     def has_verdict(self) -> bool:
@@ -163,6 +167,10 @@ def check_model(
         report.problems.append(f"{type(exc).__name__}: {exc}")
         return report
     report.valid = True
+    card = {p.key: p.value for p in model.metadata_props}
+    if "flonnx.version_id" in card:
+        report.exported_from = {"version_id": card["flonnx.version_id"],
+                                "definition_id": card.get("flonnx.definition_id", "")}
     _describe(report, model, definition, weights)
     try:
         model, conversion = upgrade_user_model(model, batch=batch, seed=seed, atol=atol, rtol=rtol)

@@ -6,7 +6,12 @@ normalised so that exporter noise (doc strings, producer fields, stack traces in
 attribute and initializer order, derived ``value_info``) does not change its id.
 
 ``definition_id`` is the SHA-256 of the canonical serialisation, which is also what travels to
-clients (a few KB) and what the registry stores.
+clients (a few KB) and what the registry stores. A file ``flonnx export`` wrote carries a model card
+(``flonnx.version_id``, metrics, its lineage: :func:`is_model_card_key`); it describes that one
+export, not the graph, so :meth:`Definition.from_model` leaves it out and a file has one definition
+id whether or not it was exported. (An export whose preprocessing was wrapped around the graph is a
+different graph, with an id of its own; its card's ``flonnx.definition_id`` names the one it came
+from.)
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ __all__ = [
     "MAX_MODEL_BYTES",
     "Definition",
     "TensorSpec",
+    "is_model_card_key",
     "load_model_bytes",
 ]
 
@@ -49,6 +55,18 @@ _DATA_FIELDS = (
 )
 #: Model-level metadata keys kept in a definition; everything else is exporter noise.
 _KEPT_METADATA_PREFIX = "flonnx."
+#: The model card of an exported version (``exchange/export.py``): about the export, not the graph.
+_MODEL_CARD_KEYS = frozenset({
+    "flonnx.version_id", "flonnx.kind", "flonnx.round", "flonnx.definition_id", "flonnx.weights_id",
+    "flonnx.parents", "flonnx.parameter_count", "flonnx.lineage", "flonnx.strategy",
+})
+#: Key prefixes of the card: recorded metrics, the stable card and the measured facts (exchange/card.py).
+_MODEL_CARD_PREFIXES = ("flonnx.metric.", "flonnx.card.", "flonnx.measured.")
+
+
+def is_model_card_key(key: str) -> bool:
+    """Whether a metadata key belongs to an exported version's model card (see the module)."""
+    return key in _MODEL_CARD_KEYS or key.startswith(_MODEL_CARD_PREFIXES)
 
 
 @dataclass(frozen=True)
@@ -138,13 +156,16 @@ def _canonicalise_graph(graph: onnx.GraphProto, *, strip: bool) -> None:
     _canonicalise_nodes(list(graph.node))
 
 
-def _canonical_model(model: onnx.ModelProto) -> onnx.ModelProto:
+def _canonical_model(model: onnx.ModelProto, *, card: bool = True) -> onnx.ModelProto:
+    # card=False (from_model) leaves a model card out; a stored or received definition keeps the
+    # metadata it was hashed with, so the id of a definition a registry holds never changes.
     out = onnx.ModelProto()
     out.CopyFrom(model)
     for field in ("doc_string", "producer_name", "producer_version", "domain", "model_version"):
         out.ClearField(field)  # type: ignore[arg-type]
     kept = sorted(
-        (p.key, p.value) for p in out.metadata_props if p.key.startswith(_KEPT_METADATA_PREFIX)
+        (p.key, p.value) for p in out.metadata_props
+        if p.key.startswith(_KEPT_METADATA_PREFIX) and (card or not is_model_card_key(p.key))
     )
     out.ClearField("metadata_props")
     for key, value in kept:
@@ -184,10 +205,13 @@ class Definition:
     # -- construction -------------------------------------------------------------------------
     @classmethod
     def from_model(cls, model: onnx.ModelProto) -> tuple[Definition, dict[str, np.ndarray]]:
-        """Split a full model into its definition and its weights (float initializers)."""
+        """Split a full model into its definition and its weights (float initializers).
+
+        An exported file's model card is left out (see the module).
+        """
         _reject_unsafe(model)
         weights = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer if _is_weight(t)}
-        return cls(_canonical_model(model)), weights
+        return cls(_canonical_model(model, card=False)), weights
 
     @classmethod
     def from_bytes(cls, data: bytes, *, max_bytes: int = MAX_MODEL_BYTES) -> Definition:

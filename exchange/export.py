@@ -1,7 +1,16 @@
-"""Standalone ONNX files of registry versions, with a model card in ``metadata_props``."""
+"""Standalone ONNX files of registry versions, with a model card in ``metadata_props``.
+
+:func:`write_model` writes a file whole or not at all: the bytes go to a temporary file beside the
+target (flushed and fsynced), which is then renamed into place; if anything fails, the temporary file
+and any directory the call created are removed, so a failed export leaves nothing behind. An existing
+file is replaced only when asked to (the rename is then a hard link, which fails rather than replace
+a file that appeared in the meantime).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import tempfile
 from pathlib import Path
@@ -9,11 +18,16 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from flonnx.exchange.card import example_inputs, measured_card, stable_card
+from flonnx.exchange.errors import FlonnxError
 from flonnx.exchange.evaluation import served_model
-from flonnx.exchange.lineage import VersionRecord
+from flonnx.exchange.lineage import VersionKind, VersionRecord
 from flonnx.exchange.registry import Registry
 
-__all__ = ["export_version", "write_model"]
+__all__ = ["export_version", "served_version", "write_bytes", "write_model"]
+
+#: ``link`` errors of file systems without hard links: there, an existence check and a rename.
+_NO_HARD_LINKS = frozenset({errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK, errno.ENOSYS})
 
 
 def _model_card(version_id: str, record: VersionRecord, n_params: int) -> dict[str, str]:
@@ -33,32 +47,160 @@ def _model_card(version_id: str, record: VersionRecord, n_params: int) -> dict[s
     return card
 
 
-def export_version(registry: Registry, version_id: str) -> onnx.ModelProto:
-    """The full model of ``version_id``: checked with ``onnx.checker`` (full check)."""
+def served_version(registry: Registry, version_id: str) -> tuple[VersionRecord, onnx.ModelProto]:
+    """The record of ``version_id`` and its served model, before any card is added.
+
+    Raises:
+        FlonnxError: ``version_id`` is a rejected reply, which has no weights.
+    """
     record = registry.record(version_id)
+    if record.kind is VersionKind.REJECTED:
+        raise FlonnxError(f"version {version_id[:12]} is a rejected reply: it has no weights "
+                          f"(flonnx lineage show {version_id[:12]} says why it was rejected)")
     definition = registry.get_definition(record.definition_id)
     weights = registry.get_weights(record.weights_id)
     model = served_model(definition, weights)  # takes raw features: preprocessing included
     model.producer_name = "flonnx"
+    return record, model
+
+
+def export_version(registry: Registry, version_id: str, *, measure: bool = False) -> onnx.ModelProto:
+    """The full model of ``version_id``: checked with ``onnx.checker`` (full check).
+
+    Its ``metadata_props`` carry the model card (:mod:`flonnx.exchange.card`): the stable card
+    always, ONNX Runtime's timings on this machine (``flonnx.measured.*``) when ``measure``.
+
+    Raises:
+        FlonnxError: ``version_id`` is a rejected reply, which has no weights.
+    """
+    record, model = served_version(registry, version_id)
+    weights = registry.get_weights(record.weights_id)
     n_params = int(sum(np.size(w) for w in weights.values()))
-    for key, value in _model_card(version_id, record, n_params).items():
+    card = _model_card(version_id, record, n_params)
+    card.update(stable_card(registry, version_id, model))
+    if measure:
+        card.update(measured_card(model, example_inputs(model)))
+    for key, value in card.items():
         model.metadata_props.add(key=key, value=value)
     onnx.checker.check_model(model, full_check=True)
     return model
 
 
-def write_model(model: onnx.ModelProto, path: str | Path) -> Path:
-    """Write atomically (temporary file, fsync, rename): never a half-written model at ``path``."""
+def write_model(model: onnx.ModelProto, path: str | Path, *, overwrite: bool = False) -> Path:
+    """Write ``model`` to ``path`` whole or not at all (see the module docstring).
+
+    Args:
+        model: The model to serialise.
+        path: The file to write; missing parent directories are created.
+        overwrite: Replace ``path`` if it exists (else an existing file is an error).
+
+    Raises:
+        FlonnxError: ``path`` is a directory, exists (without ``overwrite``), or cannot be written (a
+            read-only directory, a path under ``/proc``), in one line naming it and the reason.
+    """
+    return write_bytes(model.SerializeToString(), path, overwrite=overwrite)
+
+
+def write_bytes(data: bytes, path: str | Path, *, overwrite: bool = False,
+                command: str = "flonnx export") -> Path:
+    """Write ``data`` to ``path`` whole or not at all, as :func:`write_model` does.
+
+    ``command`` is the command a refusal to replace ``path`` names (``COMMAND --force`` replaces it).
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    if path.is_dir():
+        raise FlonnxError(f"{path} is a directory; name the file to write, e.g. {path / 'model.onnx'}")
+    if path.exists() and not overwrite:  # checked again, atomically, when the file is linked
+        raise _exists(path, command)
+    created: list[Path] = []
+    tmp: str | None = None
     try:
+        created = _make_parents(path.parent)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as fh:
-            fh.write(model.SerializeToString())
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        _rename(tmp, path, overwrite, command)
+        _fsync_dir(path.parent)
+    except BaseException as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        _remove(created)
+        if isinstance(exc, OSError):
+            raise FlonnxError(f"cannot write {path}: {_reason(exc, path)}") from None
         raise
+    if tmp is not None:
+        Path(tmp).unlink(missing_ok=True)  # after a rename it is gone; after a link, a second name
     return path
+
+
+def _reason(exc: OSError, path: Path) -> str:
+    reason = exc.strerror or str(exc)
+    reason = reason[:1].lower() + reason[1:]
+    if exc.errno != errno.ENOENT:
+        return reason
+    existing = path.parent  # it existed, or was created: a file system such as /proc refused the file
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    return f"{existing} does not take new files ({reason})"
+
+
+def _exists(path: Path, command: str = "flonnx export") -> FlonnxError:
+    return FlonnxError(f"{path} exists; not replaced ({command} --force replaces it)")
+
+
+def _make_parents(directory: Path) -> list[Path]:
+    """Create ``directory`` and its missing parents; returns the ones created, outermost first."""
+    missing: list[Path] = []
+    while not directory.exists():
+        missing.append(directory)
+        directory = directory.parent
+    if not directory.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, f"{directory} is a file, not a directory")
+    created: list[Path] = []
+    try:
+        for new in reversed(missing):
+            new.mkdir()
+            created.append(new)
+    except BaseException:
+        _remove(created)
+        raise
+    return created
+
+
+def _remove(directories: list[Path]) -> None:
+    """Remove directories this call created (innermost first), if they are still empty."""
+    for directory in reversed(directories):
+        with contextlib.suppress(OSError):
+            directory.rmdir()
+
+
+def _rename(tmp: str, path: Path, overwrite: bool, command: str) -> None:
+    if overwrite:
+        os.replace(tmp, path)
+        return
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise _exists(path, command) from None
+    except OSError as exc:
+        if exc.errno not in _NO_HARD_LINKS:
+            raise
+        if path.exists():
+            raise _exists(path, command) from None
+        os.replace(tmp, path)
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make the new name durable; a file system that cannot fsync a directory is left as it is."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -16,9 +16,15 @@ clipping norm) is a canonical-JSON blob ``{"arrays_id": …, "state": …}`` who
 weights-encoded blob; ``strategy_states`` maps (run, round) to it, written in the round's transaction.
 
 A version's record is stored as the canonical JSON its id is computed over, so ``verify`` can re-hash
-every record and blob. Blobs are written (atomically) before the transaction that references them;
-each round's versions and its new head are committed in one transaction, so a crash leaves either the
-whole round or none of it, and a concurrent reader sees either the whole round or none of it.
+every record and blob. Reading never trusts the database either: every record read (``record``,
+``versions`` and what is built on them) is re-hashed against its id, and every run record's spec
+against its ``spec_id``, as blobs are against theirs; a record changed after it was written is a
+:class:`RegistryError` naming the version or run, never a value shown, exported or resumed from.
+``verify`` reads the same rows without stopping at the first problem.
+
+Blobs are written (atomically) before the transaction that references them; each round's versions
+and its new head are committed in one transaction, so a crash leaves either the whole round or none
+of it, and a concurrent reader sees either the whole round or none of it.
 """
 
 from __future__ import annotations
@@ -41,14 +47,14 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from flonnx.exchange import _schema as schema
 from flonnx.exchange._database import WRITE, is_url, mask_url, open_engine, parse_url
-from flonnx.exchange._locks import advisory_lock, file_lock
+from flonnx.exchange._locks import advisory_lock, advisory_lock_held, file_lock, file_lock_held
 from flonnx.exchange.blobstore import BlobStore, FsspecBlobStore, open_blobs
 from flonnx.exchange.definition import Definition
 from flonnx.exchange.errors import FlonnxError, LineageError, RegistryError
 from flonnx.exchange.hashing import canonical_json, decode_weights, encode_weights, sha256_hex
 from flonnx.exchange.lineage import VersionKind, VersionRecord
 
-__all__ = ["Registry", "RunInfo", "StoredVersion", "mask_url", "strategy_state_id"]
+__all__ = ["Registry", "RunInfo", "StoredVersion", "mask_url", "run_record_problems", "strategy_state_id"]
 
 
 def _state_document(arrays: Mapping[str, np.ndarray], state: Mapping[str, Any]) -> tuple[bytes, bytes]:
@@ -60,6 +66,68 @@ def _state_document(arrays: Mapping[str, np.ndarray], state: Mapping[str, Any]) 
 def strategy_state_id(arrays: Mapping[str, np.ndarray], state: Mapping[str, Any]) -> str:
     """The id :meth:`Registry.put_state` gives a strategy state, computed without storing it."""
     return sha256_hex(_state_document(arrays, state)[1])
+
+
+#: Spec keys a resume may change after the run recorded its canonical spec (a longer run, fewer
+#: required updates); the canonical spec keeps the values the run started with.
+_RESUMABLE_SPEC_KEYS = frozenset({"rounds", "min-train-nodes"})
+
+
+def _agrees(value: Any, canonical: Any) -> bool:
+    """A spec value against its canonical form, which holds a file's hash where the spec has its path."""
+    if isinstance(canonical, dict) and set(canonical) == {"sha256", "suffix"}:
+        return isinstance(value, str)
+    return bool(value == canonical)
+
+
+def _spec_differences(spec: Mapping[str, Any], canonical: Mapping[str, Any]) -> list[str]:
+    """The keys where a run's spec as run disagrees with its canonical spec.
+
+    The canonical form has no description; keys a newer flonnx added to ``spec`` when it resumed
+    the run are not in it, and not compared.
+    """
+    differences = []
+    for key, value in canonical.items():
+        if key in _RESUMABLE_SPEC_KEYS:
+            continue
+        mine = spec.get(key)
+        if key == "data" and isinstance(value, dict) and isinstance(mine, dict):
+            differences += [f"data.{k}" for k in sorted(set(value) | set(mine))
+                            if k not in value or k not in mine or not _agrees(mine[k], value[k])]
+        elif key not in spec or not _agrees(mine, value):
+            differences.append(key)
+    return differences
+
+
+def run_record_problems(run_id: str, scenario: str, seed: int, config: Mapping[str, Any]) -> list[str]:
+    """What is wrong with a run's record (``[]``: nothing, or it recorded no canonical spec).
+
+    Its canonical spec must re-hash to its ``spec_id``, and the spec it runs with (what resume and
+    replay read), its name and its seed must agree with that canonical spec.
+    """
+    if "spec_canonical" not in config:
+        return []
+    canonical = config["spec_canonical"]
+    try:
+        actual = sha256_hex(canonical_json(canonical))
+    except ValueError as exc:
+        return [f"run {run_id}: recorded spec has no canonical form ({exc})"]
+    if actual != config.get("spec_id"):
+        return [f"run {run_id}: recorded spec re-hashes to {actual[:12]}, not its spec id "
+                f"{str(config.get('spec_id'))[:12]}"]
+    if not isinstance(canonical, dict):
+        return [f"run {run_id}: recorded spec is not a table"]
+    problems = []
+    spec = config.get("spec")
+    differences = (_spec_differences(spec, canonical) if isinstance(spec, dict)
+                   else ["spec"])
+    if differences:
+        problems.append(f"run {run_id}: the spec it runs with differs from its recorded spec "
+                        f"(spec id {actual[:12]}) at {', '.join(differences)}")
+    if (canonical.get("name"), canonical.get("seed")) != (scenario, seed):
+        problems.append(f"run {run_id}: its name and seed ({scenario!r}, {seed}) are not its "
+                        f"recorded spec's ({canonical.get('name')!r}, {canonical.get('seed')})")
+    return problems
 
 
 def _now() -> str:
@@ -110,14 +178,18 @@ class Registry:
     fsspec URL; a URL registry without ``blobs`` is an error. ``blobs`` may also move a directory
     registry's blobs elsewhere.
 
-    ``create=False`` opens an existing registry read-only: nothing is created and nothing migrated.
-    A registry an older flonnx made is refused with the command that upgrades it, unless
-    ``migrate=True`` (what a writer that needs an existing registry, such as a resume, passes).
+    ``create=False`` opens an existing registry read-only: nothing is created and nothing migrated,
+    and a registry this process cannot write (a read-only copy or mount) opens too
+    (``exchange/_database.py`` says how). A registry an older flonnx made is refused with the command
+    that upgrades it, unless ``migrate=True`` (what a writer that needs an existing registry, such as
+    a resume, passes; it opens for writing).
     """
 
     def __init__(self, root: str | Path, *, create: bool = True, blobs: str | Path | None = None,
                  migrate: bool | None = None) -> None:
         self.root: Path | None
+        #: opened for reading only: every write is refused
+        self.read_only = not create and not migrate
         if is_url(root):
             url = parse_url(str(root))
             self.location = mask_url(str(root))
@@ -132,7 +204,8 @@ class Registry:
                 database = Path(str(url.database))
                 if not create and not database.exists():
                     raise RegistryError(f"no flonnx registry at {self.location} (no file {database})")
-                database.parent.mkdir(parents=True, exist_ok=True)
+                if create:
+                    database.parent.mkdir(parents=True, exist_ok=True)
                 self._lock_dir: Path | None = database.parent / "locks"
             else:
                 self._lock_dir = None
@@ -146,12 +219,14 @@ class Registry:
                     f"no flonnx registry at {self.root} (expected {database}); run a simulation first "
                     "or pass --registry"
                 )
-            self.root.mkdir(parents=True, exist_ok=True)
+            if create:
+                self.root.mkdir(parents=True, exist_ok=True)
             self._lock_dir = self.root / "locks"
             url = URL.create("sqlite", database=str(database))
             blob_location = self.root / "blobs" if blobs is None or str(blobs) == "" else blobs
-        self.blobs: BlobStore | FsspecBlobStore = open_blobs(blob_location, mask_url(str(blob_location)))
-        self._engine: Engine = open_engine(url)
+        self.blobs: BlobStore | FsspecBlobStore = open_blobs(blob_location, mask_url(str(blob_location)),
+                                                            create=not self.read_only)
+        self._engine: Engine = open_engine(url, read_only=self.read_only)
         self._pinned = threading.local()
         #: the migrations this open applied (``[]``: the registry was current)
         self.migrated: list[int] = []
@@ -198,6 +273,8 @@ class Registry:
     @contextmanager
     def _transaction(self) -> Iterator[Connection]:
         """One writing transaction: committed when the block ends, rolled back if it raises."""
+        if self.read_only:
+            raise RegistryError(f"the registry {self.location} was opened read-only: nothing is written")
         with self._engine.connect() as connection:
             connection.execution_options(**{WRITE: True})
             with connection.begin():
@@ -256,6 +333,15 @@ class Registry:
         if self._lock_dir is not None:
             return file_lock(self._lock_dir, run_id)
         return advisory_lock(self._engine, run_id)
+
+    def is_being_written(self, run_id: str) -> bool:
+        """Whether a live process holds the run's lock now; asks without taking it (read-only too).
+
+        A run still marked ``running`` that no process is writing was left by one that died.
+        """
+        if self._lock_dir is not None:
+            return file_lock_held(self._lock_dir, run_id)
+        return advisory_lock_held(self._engine, run_id)
 
     # -- blobs ----------------------------------------------------------------------------------
     def put_definition(self, definition: Definition) -> str:
@@ -322,7 +408,7 @@ class Registry:
         return run_id
 
     def set_status(self, run_id: str, status: str) -> None:
-        """Mark a run ``running``, ``completed`` or ``failed``."""
+        """Mark a run ``running``, ``completed``, ``failed`` or ``interrupted`` (stopped by a signal)."""
         with self._transaction() as db:
             db.execute(update(schema.runs).where(schema.runs.c.run_id == run_id).values(status=status))
 
@@ -346,24 +432,34 @@ class Registry:
                 config_json=json.dumps(config, sort_keys=True)))
 
     def runs(self) -> list[RunInfo]:
-        """Every run, oldest first."""
+        """Every run, oldest first, each checked (:func:`run_record_problems`)."""
+        return [self._checked_run(info) for info in self._run_rows()]
+
+    def run(self, run_id: str) -> RunInfo:
+        """One run by exact id, checked (:func:`run_record_problems`)."""
+        for info in self._run_rows(run_id):
+            return self._checked_run(info)
+        raise LineageError(f"no run {run_id!r} in {self.location}")
+
+    def _run_rows(self, run_id: str | None = None) -> list[RunInfo]:
+        """Runs as stored, unchecked (``verify`` reports on them; readers use :meth:`runs`)."""
         r, h = schema.runs, schema.run_heads
         later = h.alias("later")
         last = select(func.max(later.c.round)).where(later.c.run_id == r.c.run_id).scalar_subquery()
-        rows = self._rows(
-            select(r.c.run_id, r.c.created_at, r.c.scenario, r.c.seed, r.c.config_json, r.c.status,
-                   h.c.round, h.c.version_id)
-            .select_from(r.outerjoin(h, and_(h.c.run_id == r.c.run_id, h.c.round == last)))
-            .order_by(r.c.created_at, r.c.run_id)
-        )
+        query = (select(r.c.run_id, r.c.created_at, r.c.scenario, r.c.seed, r.c.config_json, r.c.status,
+                        h.c.round, h.c.version_id)
+                 .select_from(r.outerjoin(h, and_(h.c.run_id == r.c.run_id, h.c.round == last))))
+        if run_id is not None:
+            query = query.where(r.c.run_id == run_id)
+        rows = self._rows(query.order_by(r.c.created_at, r.c.run_id))
         return [RunInfo(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5], r[6], r[7]) for r in rows]
 
-    def run(self, run_id: str) -> RunInfo:
-        """One run by exact id."""
-        for info in self.runs():
-            if info.run_id == run_id:
-                return info
-        raise LineageError(f"no run {run_id!r} in {self.location}")
+    def _checked_run(self, info: RunInfo) -> RunInfo:
+        problems = run_record_problems(info.run_id, info.scenario, info.seed, info.config)
+        if problems:
+            raise RegistryError(f"{problems[0]} in {self.location}: the run record was changed after "
+                                "it was written (`flonnx lineage verify` lists every problem)")
+        return info
 
     def resolve_run(self, prefix: str | None = None) -> str:
         """A run id from a unique prefix; with ``None``, the newest run."""
@@ -400,7 +496,34 @@ class Registry:
         row = self._first(select(versions.c.record_json).where(versions.c.version_id == version_id))
         if row is None:
             raise LineageError(f"no version {version_id[:12]} in {self.location}")
-        return VersionRecord.from_dict(json.loads(row[0]))
+        return self._checked_record(version_id, row[0])
+
+    def _checked_record(self, version_id: str, record_json: str) -> VersionRecord:
+        """A stored record, once it re-hashes to its version id (the module says why)."""
+        actual = sha256_hex(record_json.encode("utf-8"))
+        if actual != version_id:
+            raise RegistryError(
+                f"version {version_id[:12]} in {self.location} does not match its id: its stored "
+                f"record re-hashes to {actual[:12]}, so it was changed after it was written "
+                "(`flonnx lineage verify` lists every problem)")
+        return VersionRecord.from_dict(json.loads(record_json))
+
+    def stored_version(self, version_id: str, run_id: str | None = None) -> StoredVersion:
+        """A version (exact id) as a run recorded it: run ``run_id``, or the first run that did.
+
+        Two runs of the same spec and seed record the same versions; each keeps its own time.
+        """
+        v, rv = schema.versions, schema.run_versions
+        query = (select(rv.c.run_id, v.c.record_json, rv.c.seq, rv.c.created_at)
+                 .join(v, v.c.version_id == rv.c.version_id).where(rv.c.version_id == version_id))
+        if run_id is not None:
+            query = query.where(rv.c.run_id == run_id)
+        row = self._first(query.order_by(rv.c.created_at, rv.c.run_id).limit(1))
+        if row is None:
+            where = "" if run_id is None else f" of run {run_id}"
+            raise LineageError(f"no version {version_id[:12]}{where} in {self.location}")
+        return StoredVersion(str(row[0]), version_id, self._checked_record(version_id, row[1]),
+                             int(row[2]), str(row[3]))
 
     def commit(
         self,
@@ -473,10 +596,7 @@ class Registry:
             .join(v, v.c.version_id == rv.c.version_id)
             .where(rv.c.run_id == run_id).order_by(rv.c.seq)
         )
-        return [
-            StoredVersion(run_id, r[0], VersionRecord.from_dict(json.loads(r[1])), r[2], r[3])
-            for r in rows
-        ]
+        return [StoredVersion(run_id, r[0], self._checked_record(r[0], r[1]), r[2], r[3]) for r in rows]
 
     def heads(self, run_id: str) -> dict[int, str]:
         """The global version after each committed round (round 0 = initial)."""
@@ -551,18 +671,13 @@ class Registry:
         return checked, problems
 
     def _verify_specs(self, run_id: str | None, problems: list[str]) -> int:
-        """Re-hash every run's recorded canonical spec against its recorded spec id."""
+        """Check every run record (:func:`run_record_problems`), reporting each problem."""
         checked = 0
-        for info in self.runs():
-            if run_id is not None and info.run_id != run_id:
-                continue
+        for info in self._run_rows(run_id):
             if "spec_canonical" not in info.config:
                 continue
             checked += 1
-            actual = sha256_hex(canonical_json(info.config["spec_canonical"]))
-            if actual != info.config.get("spec_id"):
-                problems.append(f"run {info.run_id}: recorded spec re-hashes to {actual[:12]}, "
-                                f"not its spec id {str(info.config.get('spec_id'))[:12]}")
+            problems += run_record_problems(info.run_id, info.scenario, info.seed, info.config)
         return checked
 
     def _verify_states(self, run_id: str | None, problems: list[str]) -> int:

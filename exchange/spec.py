@@ -437,7 +437,8 @@ def parse_spec(raw: Mapping[str, Any], *, source: str = "spec", base_dir: Path |
     min_train = top.integer("min-train-nodes", min(2, clients or 2), minimum=1)
     assert min_train is not None
     if clients is not None and min_train > clients:
-        raise top.fail("min-train-nodes", f"{min_train} is more than the {clients} clients")
+        raise top.fail("min-train-nodes", f"{min_train} is more than the {clients} clients; "
+                       f"allowed: 1 to {clients}")
     strategy = top.text("strategy", "fedavg")
     strategy_config = raw.get("strategy-config", {})
     if isinstance(strategy_config, str):

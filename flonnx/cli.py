@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import shlex
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import wraps
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -13,7 +15,7 @@ import typer
 from rich.table import Table
 
 from flonnx.exchange.errors import FlonnxError
-from flonnx.server.progress import wide_console
+from flonnx.server.progress import literal, wide_console
 
 app = typer.Typer(help="Federated learning across ML frameworks, with ONNX and lineage.",
                   no_args_is_help=True, add_completion=False)
@@ -36,14 +38,14 @@ RunOpt = Annotated[str | None, typer.Option("--run", help="Run id or unique pref
 
 
 def _friendly(fn: F) -> F:
-    """Print flonnx errors without a traceback and exit 1."""
+    """Print flonnx errors (one line, literally: they quote user and registry text) and exit 1."""
 
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except FlonnxError as exc:
-            err.print(f"[red]error:[/] {exc}")
+            err.print(f"[red]error:[/] {literal(exc)}", soft_wrap=True)
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
@@ -65,6 +67,23 @@ def _masked(location: str) -> str:
     from flonnx.exchange.registry import mask_url
 
     return mask_url(str(location))
+
+
+@contextmanager
+def _exit_when_stopped(registry: str, blobs: str | None) -> Iterator[None]:
+    """A simulation stopped by SIGINT or SIGTERM: one line saying how to resume, exit 130 or 143."""
+    from flonnx.server.stopping import Interrupted
+
+    try:
+        yield
+    except Interrupted as exc:
+        line = str(exc)
+        if exc.resumable:
+            command = ["flonnx", "resume", str(exc.run_id), "--registry", _masked(registry)]
+            command += ["--blobs", _masked(blobs)] if blobs else []
+            line += f"; continue it with: {shlex.join(command)}"
+        err.print(literal(line), soft_wrap=True)
+        raise typer.Exit(exc.exit_code) from None
 
 
 Opt = typer.Option
@@ -99,6 +118,8 @@ def simulate(
         "--standardize/--no-standardize", help="Federated feature standardisation (spec default).")
     ] = None,
     verbose: Annotated[bool, Opt(help="Show Flower's and Ray's logs.")] = False,
+    report: Annotated[Path | None, Opt(
+        "--report", help="Write the HTML report of the run(s) here at the end (as flonnx report).")] = None,
 ) -> None:
     """Run a federation spec on Flower's Simulation Engine and record every version.
 
@@ -128,24 +149,26 @@ def simulate(
         fed = load_spec(spec or "digits-mixed", overrides)
     from flonnx.server.app import run_plan
 
-    run_plan(_where(registry, blobs), fed)  # fail before Ray starts
     simulation = plan(fed)
+    # fail before Ray starts: registry, min-train-nodes and strategy checked for this federation
+    run_plan({**_where(registry, blobs), "min-available-nodes": simulation["num_clients"]}, fed)
     _print_plan(fed, simulation)
     console.print("[dim]starting Flower's simulation engine…[/]")
-    run_ids = run(fed, overrides=_where(registry, blobs), verbose=verbose, simulation=simulation)
+    with _exit_when_stopped(registry, blobs):
+        run_ids = run(fed, overrides=_where(registry, blobs), verbose=verbose, simulation=simulation)
+    if report is not None:
+        _write_report(registry, blobs, run_ids, report)
     if len(run_ids) > 1:
-        console.print(f"runs: {' '.join(run_ids)}")
+        console.print(f"runs: {literal(' '.join(run_ids))}", soft_wrap=True)
 
 
 def _print_plan(spec: Any, simulation: dict[str, Any]) -> None:
-    from rich.markup import escape
-
-    console.print(f"[bold]{escape(spec.name)}[/]: {escape(spec.description or spec.model)}",
+    console.print(f"[bold]{literal(spec.name)}[/]: {literal(spec.description or spec.model)}",
                   soft_wrap=True)
     console.print(  # the facts as run (the description is prose and may not name the overrides)
-        f"[dim]{simulation['num_clients']} clients ({escape(spec.framework_mix)}) · model "
-        f"{escape(Path(spec.model).name)} · task {spec.task} · strategy {escape(spec.strategy)} · "
-        f"{spec.rounds} rounds · seed {spec.seed}[/]", soft_wrap=True)
+        f"[dim]{simulation['num_clients']} clients ({literal(spec.framework_mix)}) · model "
+        f"{literal(Path(spec.model).name)} · task {literal(spec.task)} · strategy "
+        f"{literal(spec.strategy)} · {spec.rounds} rounds · seed {spec.seed}[/]", soft_wrap=True)
     table = Table(title="partitions")
     for column in ("client", "framework", "rows", "labels"):
         table.add_column(column)
@@ -154,8 +177,9 @@ def _print_plan(spec: Any, simulation: dict[str, Any]) -> None:
             k: v for k, v in c.items() if k in ("mean", "std")}
         text = " ".join(f"{k}:{v if isinstance(v, int) else f'{v:.3g}'}"
                         for k, v in dict(labels).items()) if isinstance(labels, dict) else str(labels)
-        table.add_row(c["client"], c["framework"] + (f" (fault={c['fault']})" if "fault" in c else ""),
-                      str(c.get("rows", "")), escape(text))
+        fault = f" (fault={c['fault']})" if "fault" in c else ""
+        table.add_row(literal(c["client"]), literal(c["framework"] + fault), str(c.get("rows", "")),
+                      literal(text))
     if len(simulation["clients"]) > 20:
         table.add_row("…", f"{len(simulation['clients']) - 20} more", "", "")
     console.print(table)
@@ -167,11 +191,11 @@ def scenarios() -> None:
     """List the built-in federation presets (spec files in simulations/specs/)."""
     from flonnx.exchange.spec import BUILTIN_SPEC_DIR, builtin_specs
 
-    table = Table(title=f"presets in {BUILTIN_SPEC_DIR}")
+    table = Table(title=f"presets in {literal(BUILTIN_SPEC_DIR)}")
     table.add_column("name")
     table.add_column("description")
     for name, description in builtin_specs().items():
-        table.add_row(name, description)
+        table.add_row(literal(name), literal(description))
     console.print(table)
 
 
@@ -181,18 +205,26 @@ def resume(
     runs: Annotated[list[str], typer.Argument(help="Run id(s) or unique prefixes, same spec.")],
     rounds: Annotated[int | None, typer.Option(
         help="New total number of rounds (default: the run's planned total).")] = None,
+    min_train_nodes: Annotated[int | None, typer.Option(
+        help="New fewest valid updates a round needs (default: the run's), e.g. to continue a run "
+             "that failed for too few; recorded with the run.")] = None,
     registry: RegistryOpt = "runs",
     blobs: BlobsOpt = None,
     verbose: Annotated[bool, typer.Option(help="Show Flower's and Ray's logs.")] = False,
 ) -> None:
     """Continue stopped or failed runs from their last committed round, strategy state included."""
+    from flonnx.exchange.writable import check_registry_writable
     from flonnx.server.app import run_plan
     from flonnx.server.settings import Settings
     from flonnx.simulations.runner import simulate as run
 
+    check_registry_writable(registry, blobs)  # a resume writes: say so before opening it to migrate
     reg = _open(registry, blobs, migrate=True)
     run_ids = [reg.resolve_run(r) for r in runs]
     stored = [Settings.from_json(reg.run(r).config) for r in run_ids]
+    for run_id in run_ids:  # a run another live process writes is refused before Ray starts
+        with reg.lock_run(run_id):
+            pass
     reg.close()
     specs = {s.spec.for_strategy("", {}).id for s in stored}
     if len(specs) != 1:
@@ -200,6 +232,8 @@ def resume(
     overrides: dict[str, Any] = {**_where(registry, blobs), "resume": " ".join(run_ids)}
     if rounds is not None:
         overrides["num-server-rounds"] = rounds
+    if min_train_nodes is not None:
+        overrides["min-train-nodes"] = min_train_nodes
     plans = run_plan(overrides)  # fail before Ray starts
     with _open(registry, blobs) as check:
         for plan in plans:
@@ -209,38 +243,37 @@ def resume(
                     f"run {plan.resume} already has {done} of {plan.rounds} rounds; pass --rounds N "
                     f"with N > {done}"
                 )
-    run(stored[0].spec, overrides=overrides, verbose=verbose)
+    with _exit_when_stopped(registry, blobs):
+        run(stored[0].spec, overrides=overrides, verbose=verbose)
 
 
 @app.command()
 @_friendly
 def runs(registry: RegistryOpt = "runs", blobs: BlobsOpt = None,
          as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False) -> None:
-    """List the runs in a registry."""
-    infos = _open(registry, blobs).runs()
+    """List the runs in a registry.
+
+    A run marked running that no live process writes (none holds its lock) is shown as stopped: the
+    process that ran it died; `flonnx resume` continues it.
+    """
+    with _open(registry, blobs) as reg:
+        infos = reg.runs()
+        live = {i.run_id for i in infos if i.status == "running" and reg.is_being_written(i.run_id)}
+    rows = [{**i.__dict__, "live": i.run_id in live,
+             "status": "stopped" if i.status == "running" and i.run_id not in live else i.status}
+            for i in infos]
     if as_json:
-        print(json.dumps([i.__dict__ for i in infos], indent=2))
+        print(json.dumps(rows, indent=2))
         return
     table = Table()
     for column in ("run", "created", "spec", "seed", "status", "rounds", "head"):
         table.add_column(column)
-    for i in infos:
-        table.add_row(i.run_id, i.created_at, i.scenario, str(i.seed), i.status,
-                      str(i.last_round), (i.head or "")[:12])
+    for r in rows:
+        status = "stopped (process gone)" if r["status"] == "stopped" else r["status"]
+        table.add_row(literal(r["run_id"]), literal(r["created_at"]), literal(r["scenario"]),
+                      str(r["seed"]), literal(status), str(r["last_round"]),
+                      literal((r["head"] or "")[:12]))
     console.print(table)
-
-
-def _shown(text: str) -> str:
-    r"""Untrusted text for a rich cell: control characters visible as escapes, markup literal.
-
-    ``rich.markup.escape`` alone keeps ``[red]`` literal but lets ANSI escape sequences, carriage
-    returns and bidi overrides reach the terminal; those become ``\x1b``, ``\r``, ``\u202e``,
-    so two ids that differ only in invisible characters look different.
-    """
-    from rich.markup import escape
-
-    return escape("".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii")
-                          for ch in text))
 
 
 @app.command()
@@ -262,10 +295,10 @@ def nodes(
         print(json.dumps([n.to_dict() for n in rows], indent=2))
         return
     if not rows:
-        console.print(f"no nodes recorded in {_shown(_masked(registry))}"
-                      + ("" if run_id is None else f" (run {_shown(run_id)})"), soft_wrap=True)
+        console.print(f"no nodes recorded in {literal(_masked(registry))}"
+                      + ("" if run_id is None else f" (run {literal(run_id)})"), soft_wrap=True)
         return
-    table = Table(title=f"nodes of {'every run' if run_id is None else 'run ' + _shown(run_id)}")
+    table = Table(title=f"nodes of {'every run' if run_id is None else 'run ' + literal(run_id)}")
     for column in ("client", "framework", "flonnx", "last run", "round", "run created", "updates",
                    "refusals", "last refusal"):
         # untrusted text folds rather than being cut; the short facts keep one line when they fit
@@ -276,9 +309,9 @@ def nodes(
         if n.changed_framework:
             earlier = ", ".join(f for f in n.frameworks if f != n.framework)
             framework += f" (earlier: {earlier})"
-        table.add_row(_shown(n.client), _shown(framework), _shown(n.flonnx_version or "-"),
-                      _shown(n.last_run), str(n.last_round), _shown(n.last_run_created_at or "-"),
-                      str(n.updates), str(n.refusals), _shown(n.last_refusal or ""))
+        table.add_row(literal(n.client), literal(framework), literal(n.flonnx_version or "-"),
+                      literal(n.last_run), str(n.last_round), literal(n.last_run_created_at or "-"),
+                      str(n.updates), str(n.refusals), literal(n.last_refusal or ""))
     console.print(table)
 
 
@@ -297,18 +330,20 @@ def lineage_ls(
     if as_json:
         print(json.dumps([v.to_dict() for v in versions], indent=2))
         return
-    table = Table(title=f"run {run_id}")
+    table = Table(title=f"run {literal(run_id)}")
     for column in ("version", "kind", "round", "parents", "definition", "weights", "framework",
                    "client", "examples", "metrics"):
         table.add_column(column)
     for v in versions:
         r = v.record
-        metrics = " ".join(f"{k}={val:.4g}" for k, val in sorted(r.metrics.items()))
+        metrics = literal(" ".join(f"{k}={val:.4g}" for k, val in sorted(r.metrics.items())))
         if r.reason:
-            metrics = f"[yellow]reason:[/] {r.reason}"
+            metrics = f"[yellow]reason:[/] {literal(r.reason)}"
         table.add_row(
-            v.version_id[:12], r.kind.value, str(r.round), " ".join(p[:8] for p in r.parents),
-            r.definition_id[:8], r.weights_id[:8], r.framework, r.client, str(r.num_examples), metrics,
+            literal(v.version_id[:12]), r.kind.value, str(r.round),
+            literal(" ".join(p[:8] for p in r.parents)), literal(r.definition_id[:8]),
+            literal(r.weights_id[:8]), literal(r.framework), literal(r.client), str(r.num_examples),
+            metrics,
         )
     console.print(table)
 
@@ -319,11 +354,24 @@ def lineage_show(
     version: Annotated[str, typer.Argument(help="Version id or unique prefix.")],
     registry: RegistryOpt = "runs",
     blobs: BlobsOpt = None,
+    run: Annotated[str | None, typer.Option(
+        "--run", help="As this run recorded it (default: the first run that did).")] = None,
+    card: Annotated[bool, typer.Option(
+        "--card", help="Print the version's model card (Markdown) instead: the stable card that "
+                       "flonnx export writes into the file.")] = False,
 ) -> None:
-    """Print one version's full lineage record as JSON."""
-    reg = _open(registry, blobs)
-    version_id = reg.resolve_version(version)
-    print(json.dumps({"version_id": version_id, **reg.record(version_id).to_dict()}, indent=2))
+    """Print one version's full lineage record as JSON, in the form of `lineage ls --json`."""
+    with _open(registry, blobs) as reg:
+        version_id = reg.resolve_version(version)
+        run_id = None if run is None else reg.resolve_run(run)
+        if card:
+            from flonnx.exchange.card import render_markdown, stable_card
+            from flonnx.exchange.export import served_version
+
+            _, model = served_version(reg, version_id)
+            print(render_markdown(stable_card(reg, version_id, model)), end="")
+            return
+        print(json.dumps(reg.stored_version(version_id, run_id).to_dict(), indent=2))
 
 
 @lineage_app.command("verify")
@@ -337,10 +385,10 @@ def lineage_verify(run: RunOpt = None, registry: RegistryOpt = "runs", blobs: Bl
     scope = "all runs" if run_id is None else f"run {run_id}"
     if problems:
         for problem in problems:
-            err.print(f"[red]mismatch:[/] {problem}")
-        err.print(f"[red]{len(problems)} problem(s)[/] in {scope} ({checked} items checked)")
+            err.print(f"[red]mismatch:[/] {literal(problem)}", soft_wrap=True)
+        err.print(f"[red]{len(problems)} problem(s)[/] in {literal(scope)} ({checked} items checked)")
         raise typer.Exit(1)
-    console.print(f"[green]ok[/]: {checked} records and blobs of {scope} re-hash to their ids")
+    console.print(f"[green]ok[/]: {checked} records and blobs of {literal(scope)} re-hash to their ids")
 
 
 @lineage_app.command("migrate")
@@ -351,12 +399,10 @@ def lineage_migrate(registry: RegistryOpt = "runs", blobs: BlobsOpt = None) -> N
     Read-only commands (runs, lineage ls/show/verify, export) refuse an old registry until a writer
     (this command, simulate or resume) has opened it once.
     """
-    from rich.markup import escape
-
     with _open(registry, blobs, migrate=True) as reg:
         done = (f"applied migration(s) {', '.join(map(str, reg.migrated))}" if reg.migrated
                 else "nothing to do")
-        console.print(f"registry {escape(reg.location)}: schema version {reg.schema_version} "
+        console.print(f"registry {literal(reg.location)}: schema version {reg.schema_version} "
                       f"({done})", soft_wrap=True)
 
 
@@ -375,14 +421,15 @@ def lineage_replay(
     report = replay_run(reg, run_id)
     for item in report.rounds:
         mark = "[green]ok[/]" if item.ok else "[red]MISMATCH[/]"
-        console.print(f"round {item.round}: {mark} weights {item.weights_id[:12]}"
-                      + ("" if item.ok else f" ({item.problem})"), soft_wrap=True)
+        console.print(f"round {item.round}: {mark} weights {literal(item.weights_id[:12])}"
+                      + ("" if item.ok else f" ({literal(item.problem)})"), soft_wrap=True)
     if not report.ok:
         bad = next(r for r in report.rounds if not r.ok)
-        err.print(f"[red]replay of run {run_id} differs at round {bad.round}[/]: {bad.problem}")
+        err.print(f"[red]replay of run {literal(run_id)} differs at round {bad.round}[/]: "
+                  f"{literal(bad.problem)}", soft_wrap=True)
         raise typer.Exit(1)
-    console.print(f"[green]ok[/]: {len(report.rounds)} round(s) of run {run_id} re-aggregate bit for "
-                  f"bit with {report.strategy}")
+    console.print(f"[green]ok[/]: {len(report.rounds)} round(s) of run {literal(run_id)} re-aggregate "
+                  f"bit for bit with {literal(report.strategy)}", soft_wrap=True)
 
 
 @app.command("export")
@@ -392,14 +439,32 @@ def export(
     output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the .onnx file.")],
     registry: RegistryOpt = "runs",
     blobs: BlobsOpt = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace OUTPUT (and CARD) if it exists.")] = False,
+    card: Annotated[Path | None, typer.Option(
+        "--card", help="Also write the model card as Markdown to this file.")] = None,
 ) -> None:
-    """Write a standalone ONNX file (with model card metadata) of any version."""
-    from flonnx.exchange.export import export_version, write_model
+    """Write a standalone ONNX file (with model card metadata) of any version.
+
+    The file appears whole or not at all (a temporary file renamed into place); an existing OUTPUT
+    is kept unless --force. Its metadata_props hold the model card (docs/model-card.md): the stable
+    card under flonnx.card.* (the same as `flonnx lineage show VERSION --card`) and ONNX Runtime's
+    timings on this machine under flonnx.measured.*.
+    """
+    from flonnx.exchange.card import MEASURED_PREFIX, card_from_metadata, render_markdown
+    from flonnx.exchange.export import export_version, write_bytes, write_model
 
     reg = _open(registry, blobs)
     version_id = reg.resolve_version(version)
-    path = write_model(export_version(reg, version_id), output)
-    console.print(f"wrote {path} (version {version_id[:12]})")
+    if card is not None and card.exists() and not force:
+        raise FlonnxError(f"{card} exists; not replaced (flonnx export --force replaces it)")
+    model = export_version(reg, version_id, measure=True)
+    path = write_model(model, output, overwrite=force)
+    console.print(f"wrote {literal(path)} (version {literal(version_id[:12])})", soft_wrap=True)
+    if card is not None:
+        measured = {p.key: p.value for p in model.metadata_props if p.key.startswith(MEASURED_PREFIX)}
+        text = render_markdown(card_from_metadata(model.metadata_props), measured)
+        write_bytes(text.encode("utf-8"), card, overwrite=force)
+        console.print(f"wrote {literal(card)} (model card)", soft_wrap=True)
 
 
 @app.command()
@@ -419,7 +484,9 @@ def check(
     --json adds to the report: "conversion" (null, or from_opset, to_opset, checked_with, max_abs_diff,
     max_rel_diff, reason, probe_batch, probe_seed), "runnable" (ONNX Runtime ran the checked model) and
     "has_verdict" (false exactly when the exit code is 1). "definition_id", "opsets" and "parameters"
-    describe the upgraded model when there was a conversion.
+    describe the upgraded model when there was a conversion. "exported_from" is null, or for a file
+    flonnx export wrote its model card's version_id and definition_id (the same definition id unless
+    preprocessing was wrapped around the graph).
     """
     from flonnx.exchange.check import check_model
 
@@ -428,18 +495,24 @@ def check(
         print(json.dumps(report.to_dict(), indent=2))
     else:
         status = "[green]valid[/]" if report.valid else "[red]invalid[/]"
-        console.print(f"{model}: {status}", soft_wrap=True)
+        console.print(f"{literal(model)}: {status}", soft_wrap=True)
         for problem in report.problems:
-            console.print(f"  [red]problem:[/] {problem}", soft_wrap=True)
+            console.print(f"  [red]problem:[/] {literal(problem)}", soft_wrap=True)
         if report.conversion:
             c = report.conversion
             console.print(f"  [yellow]upgraded[/] from opset {c['from_opset']} to {c['to_opset']} "
-                          f"({c['reason']}); parity with {c['checked_with']} max |diff| "
+                          f"({literal(c['reason'])}); parity with {literal(c['checked_with'])} max |diff| "
                           f"{c['max_abs_diff']:.2g}", soft_wrap=True)
         if report.valid:
-            console.print(f"  definition {report.definition_id[:12]} · opsets {report.opsets} · "
-                          f"inputs {report.inputs} · outputs {report.outputs} · "
+            console.print(f"  definition {report.definition_id[:12]} · opsets {literal(report.opsets)} · "
+                          f"inputs {literal(report.inputs)} · outputs {literal(report.outputs)} · "
                           f"{report.parameters} parameters", soft_wrap=True)
+        if report.exported_from:
+            version, of = report.exported_from["version_id"], report.exported_from["definition_id"]
+            console.print(f"  exported from version {literal(version[:12])}" + (
+                "" if of == report.definition_id else
+                f" of definition {literal(of[:12])} (its preprocessing is part of this file's graph)"),
+                soft_wrap=True)
         if report.frameworks:
             table = Table()
             for column in ("framework", "installed", "trains it", "parity max abs / rel", "notes"):
@@ -449,7 +522,7 @@ def check(
                           f"{'pass' if fw.parity['passed'] else 'FAIL'}") if fw.parity else "–"
                 notes = "missing: " + ", ".join(fw.missing_ops) if fw.missing_ops else fw.note
                 table.add_row(fw.framework, "yes" if fw.installed else "no",
-                              "yes" if fw.trainable else "no", parity, notes or fw.how)
+                              "yes" if fw.trainable else "no", parity, literal(notes or fw.how))
             console.print(table)
         if report.valid and not report.has_verdict:
             console.print("  [red]no verdict:[/] flonnx cannot say which framework can train this file",
@@ -475,7 +548,6 @@ def check_data(
     node would send (which names file, row and column, never a cell's value). Nothing leaves the site.
     """
     import numpy as np
-    from rich.markup import escape
 
     from flonnx.exchange.sources import node_source
     from flonnx.exchange.task import HEADLINE_METRIC
@@ -491,11 +563,11 @@ def check_data(
     columns = source.features()
     categories = source.categories()
     x, y = source.load(tuple((c, tuple(v)) for c, v in sorted(categories.items())) if categories else None)
-    console.print(f"{escape(source.describe())}: {len(y)} rows, {len(columns)} feature columns "
+    console.print(f"{literal(source.describe())}: {len(y)} rows, {len(columns)} feature columns "
                   f"({x.shape[1]} model inputs), task {task}", soft_wrap=True)
-    console.print("features: " + escape(", ".join(columns)), soft_wrap=True)
+    console.print("features: " + literal(", ".join(columns)), soft_wrap=True)
     for column, values in sorted(categories.items()):
-        console.print(f"categorical {escape(column)}: {len(values)} values", soft_wrap=True)
+        console.print(f"categorical {literal(column)}: {len(values)} values", soft_wrap=True)
     if task != "regression":
         console.print(f"classes: {len(np.unique(y))}", soft_wrap=True)
     console.print("[green]ok[/]: a node with this file and label would join")
@@ -528,17 +600,15 @@ def deploy_init(
     Writes FOLDER/COMMANDS.md (the commands in order) and FOLDER/consortium.json (the same, as
     argument lists). See docs/joining.md.
     """
-    from rich.markup import escape
-
     from flonnx.server.deploy import init_consortium
 
     consortium = init_consortium(
         folder, hosts=hosts.split(","), nodes=nodes.split(","), frameworks=frameworks.split(","),
         data_dir=data_dir, label=label, listen=listen, port=port, node_port_base=node_port_base,
         spec=str(spec) if spec else None, registry=registry, connection=connection)
-    console.print(f"wrote a development consortium to {escape(str(consortium.folder))}: CA, SuperLink "
-                  f"certificate for {escape(hosts)}, keys of {len(consortium.nodes)} nodes", soft_wrap=True)
-    console.print(f"next: follow {escape(str(consortium.folder / 'COMMANDS.md'))}", soft_wrap=True)
+    console.print(f"wrote a development consortium to {literal(str(consortium.folder))}: CA, SuperLink "
+                  f"certificate for {literal(hosts)}, keys of {len(consortium.nodes)} nodes", soft_wrap=True)
+    console.print(f"next: follow {literal(str(consortium.folder / 'COMMANDS.md'))}", soft_wrap=True)
 
 
 @deploy_app.command("keygen")
@@ -548,13 +618,117 @@ def deploy_keygen(
     out: Annotated[Path, Opt("-o", "--out", help="Folder for NAME.key and NAME.pub.")] = Path("."),
 ) -> None:
     """Make a node's authentication key pair at the site; send only NAME.pub to the coordinator."""
-    from rich.markup import escape
-
     from flonnx.server.deploy import write_node_keys
 
     private, public = write_node_keys(name, out.expanduser().resolve())
-    console.print(f"private key {escape(str(private))} (keep it at this site; mode 600)", soft_wrap=True)
-    console.print(f"public key  {escape(str(public))} (send this one to the coordinator)", soft_wrap=True)
+    console.print(f"private key {literal(str(private))} (keep it at this site; mode 600)", soft_wrap=True)
+    console.print(f"public key  {literal(str(public))} (send this one to the coordinator)", soft_wrap=True)
+
+
+@app.command("report")
+@_friendly
+def report(
+    runs: Annotated[list[str] | None, typer.Argument(
+        help="Run ids or unique prefixes (default: the newest run); several share the plots' axes.")] = None,
+    output: Annotated[Path, typer.Option(
+        "-o", "--output", help="The HTML file to write.")] = Path("report.html"),
+    registry: RegistryOpt = "runs",
+    blobs: BlobsOpt = None,
+) -> None:
+    """Write one self-contained HTML report of runs: plots per round, rejections, lineage, spec.
+
+    The file opens offline (inline SVG, no script, nothing fetched); docs/report.md says what it shows.
+    """
+    with _open(registry, blobs) as reg:
+        run_ids = list(dict.fromkeys(reg.resolve_run(r) for r in runs)) if runs else [reg.resolve_run()]
+    _write_report(registry, blobs, run_ids, output)
+
+
+def _write_report(registry: str, blobs: str | None, run_ids: list[str], output: Path) -> None:
+    from flonnx.server.report import write_report
+
+    with _open(registry, blobs) as reg:
+        path = write_report(reg, run_ids, output)
+    console.print(f"wrote {literal(str(path))} ({len(run_ids)} run(s), {path.stat().st_size / 1024:.0f} KB)",
+                  soft_wrap=True)
+
+
+@lineage_app.command("graph")
+@_friendly
+def lineage_graph(
+    run: Annotated[str | None, typer.Argument(help="Run id or unique prefix (default: newest).")] = None,
+    output: Annotated[Path, typer.Option(
+        "-o", "--output", help="The SVG file to write.")] = Path("lineage.svg"),
+    registry: RegistryOpt = "runs",
+    blobs: BlobsOpt = None,
+) -> None:
+    """Draw a run's version DAG as SVG: initial, updates by framework, rejected replies, aggregates."""
+    from flonnx.server.report import lineage_svg
+
+    with _open(registry, blobs) as reg:
+        run_id = reg.resolve_run(run)
+        svg = lineage_svg(reg, run_id)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(svg, encoding="utf-8")
+    console.print(f"wrote {literal(str(output))} (run {literal(run_id)}, {len(svg.encode()) / 1024:.0f} KB)",
+                  soft_wrap=True)
+
+
+@lineage_app.command("best")
+@_friendly
+def lineage_best(
+    run: Annotated[str | None, typer.Argument(help="Run id or unique prefix (default: newest).")] = None,
+    metric: Annotated[str, typer.Option(
+        "--metric", help="A metric the run's rounds recorded (loss, mse, mae: lower is better).")] = "accuracy",
+    registry: RegistryOpt = "runs",
+    blobs: BlobsOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
+) -> None:
+    """Name the aggregate version of the run's best round by one metric (ties: the earliest round)."""
+    from flonnx.exchange.best import best_round
+
+    with _open(registry, blobs) as reg:
+        best = best_round(reg, reg.resolve_run(run), metric)
+    if as_json:
+        print(json.dumps(best.to_dict(), indent=2))
+        return
+    console.print(f"{literal(best.version_id)} round {best.round} of {best.rounds}: "
+                  f"{literal(best.metric)}={best.value:.6g} ({'lower' if best.lower_is_better else 'higher'}"
+                  f" is better; run {literal(best.run_id)})", soft_wrap=True)
+
+
+@app.command("predict")
+@_friendly
+def predict(
+    version: Annotated[str, typer.Argument(help="Version id or unique prefix (not a rejected reply).")],
+    data: Annotated[Path, Opt("--data", help="A table with the spec's feature columns (CSV, TSV, "
+                                             "Parquet or NPZ); other columns are ignored.")],
+    output: Annotated[Path, Opt("-o", "--output", help="The predictions CSV to write.")] = Path(
+        "predictions.csv"),
+    registry: RegistryOpt = "runs",
+    blobs: BlobsOpt = None,
+    force: Annotated[bool, Opt("--force", help="Replace OUTPUT if it exists.")] = False,
+) -> None:
+    """Run a version (its exported model, preprocessing included) with ONNX Runtime on a table.
+
+    Writes one line per input row: row (1 = first data row), prediction (the class in the label's
+    own values when the spec names the classes, else its index; or the regression value) and, for a
+    classifier, each class's probability p(CLASS).
+    """
+    from flonnx.exchange.data import read_table
+    from flonnx.exchange.export import write_bytes
+    from flonnx.exchange.predict import predict_table
+
+    if output.exists() and not force:  # before any work; write_bytes checks again atomically
+        raise FlonnxError(f"{output} exists; not replaced (flonnx predict --force replaces it)")
+    table = read_table(data)
+    with _open(registry, blobs) as reg:
+        version_id = reg.resolve_version(version)
+        predictions = predict_table(reg, version_id, table)
+    path = write_bytes(predictions.to_csv().encode("utf-8"), output, overwrite=force,
+                       command="flonnx predict")
+    console.print(f"wrote {literal(str(path))}: {len(predictions.rows)} predictions of version "
+                  f"{literal(version_id[:12])}", soft_wrap=True)
 
 
 def main() -> None:

@@ -8,7 +8,9 @@ the strategy's state in the registry in one transaction.
 
 A round with fewer than ``min-train-nodes`` valid updates is not committed: the run is marked
 ``failed`` and :meth:`Federation.run` with ``Settings.resume`` continues it from its last committed
-round, with the strategy state restored from the registry.
+round, with the strategy state restored from the registry. A stop request (Ctrl-C, SIGTERM:
+:mod:`flonnx.server.stopping`) likewise leaves the round in progress uncommitted; the run is marked
+``interrupted``.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ from flonnx.server.replies import (
 )
 from flonnx.server.sampling import sample_clients
 from flonnx.server.settings import Settings
+from flonnx.server.stopping import Interrupted, StopRequest, send_and_receive
 from flonnx.server.strategies import DP_CLIPPING_MODE, build_strategy
 from flonnx.server.strategy_state import capture_state, restore_state
 
@@ -96,8 +99,11 @@ class _Head:
 class Federation:
     """One run of a federation spec on a Flower grid, recorded in a registry."""
 
-    def __init__(self, grid: Grid, settings: Settings, reporter: Reporter | None = None) -> None:
+    def __init__(self, grid: Grid, settings: Settings, reporter: Reporter | None = None,
+                 stop: StopRequest | None = None) -> None:
         self.grid = grid
+        #: asked to stop (a signal): the round in progress ends uncommitted, see server/stopping.py
+        self.stop = stop or StopRequest()
         self.settings = settings
         self.spec = settings.spec
         self.reporter = reporter or ConsoleReporter()
@@ -165,6 +171,8 @@ class Federation:
             head = _Head(0, record.version_id, weights, record.weights_id)
             head = self._rounds(run_id, definition, head, clients)
             self._evaluate_sites(run_id, definition, head)
+        except Interrupted as exc:
+            raise self._interrupted(run_id, exc) from None
         except BaseException:
             self.registry.set_status(run_id, "failed")
             raise
@@ -191,8 +199,14 @@ class Federation:
         definition = self.registry.get_definition(record.definition_id)
         weights = self.registry.get_weights(record.weights_id)
         self.on_run_created(run_id)
-        self.registry.update_config(run_id, {**self.registry.run(run_id).config,
-                                             **self.settings.to_json()})
+        stored = self.registry.run(run_id).config
+        before = Settings.from_json(stored)
+        changed = {key: [old, new] for key, old, new in (
+            ("rounds", before.rounds, self.settings.rounds),
+            ("min-train-nodes", before.min_train_nodes, self.settings.min_train_nodes)) if old != new}
+        self.registry.update_config(run_id, {  # the settings now, and what each resume changed
+            **stored, **self.settings.to_json(),
+            "resumes": [*stored.get("resumes", []), {"after_round": last, "changed": changed}]})
         self.registry.set_status(run_id, "running")
         try:
             self.reporter.start(run_id, self.spec.name, heads[last], dict(record.metrics),
@@ -201,12 +215,19 @@ class Federation:
             head = self._rounds(run_id, definition,
                                 _Head(last, heads[last], weights, record.weights_id), clients)
             self._evaluate_sites(run_id, definition, head)
+        except Interrupted as exc:
+            raise self._interrupted(run_id, exc) from None
         except BaseException:
             self.registry.set_status(run_id, "failed")
             raise
         self.registry.set_status(run_id, "completed")
         self.reporter.finish(run_id, self.history)
         return run_id
+
+    def _interrupted(self, run_id: str, exc: Interrupted) -> Interrupted:
+        """Mark the run ``interrupted``; the stop, naming the run and its last committed round."""
+        self.registry.set_status(run_id, "interrupted")
+        return exc.of_run(run_id, max(self.registry.heads(run_id), default=0), self.settings.rounds)
 
     def _save_state(self) -> str:
         return self.registry.put_state(*capture_state(self.strategy))
@@ -266,6 +287,7 @@ class Federation:
                 clients: dict[str, ClientInfo]) -> _Head:
         self._clients = clients
         for rnd in range(head.round + 1, self.settings.rounds + 1):
+            self.stop.check()
             started = time.perf_counter()
             head, summary = self._round(run_id, rnd, definition, head, clients)
             summary.seconds = time.perf_counter() - started
@@ -295,7 +317,8 @@ class Federation:
         }), dst_node_id=self._clients[k].node_id, message_type=MessageType.EVALUATE) for k in keys]
         sites: dict[str, dict[str, float]] = {}
         failed: dict[str, str] = {}
-        for reply in self.grid.send_and_receive(messages, timeout=self.settings.round_timeout):
+        for reply in send_and_receive(self.grid, messages, timeout=self.settings.round_timeout,
+                                      stop=self.stop):
             key = by_node.get(reply.metadata.src_node_id)
             if key is None:
                 continue
@@ -345,7 +368,8 @@ class Federation:
                 self.reporter.note(
                     f"waiting for {needed} nodes, {len(node_ids)} connected (under flwr run: "
                     f"--federation-config \"num-supernodes={needed}\", or lower min-available-nodes)")
-            time.sleep(0.5)
+            self.stop.wait(0.5)
+            self.stop.check()
         hello = ConfigRecord({wire.HELLO_TASK: self.spec.task, wire.HELLO_STATS: stats,
                               wire.HELLO_VOCABULARIES: json.dumps(vocabularies or {}),
                               wire.HELLO_PROTOCOL: wire.PROTOCOL_VERSION,
@@ -362,7 +386,8 @@ class Federation:
         self._refused = {}
         self._categories: dict[str, dict[str, list[str]]] = {}
         self._features: dict[str, list[str]] = {}
-        for reply in self.grid.send_and_receive(messages, timeout=self.settings.round_timeout):
+        for reply in send_and_receive(self.grid, messages, timeout=self.settings.round_timeout,
+                                      stop=self.stop):
             if reply.has_error() or wire.HELLO not in reply.content:
                 continue
             info = reply.content[wire.HELLO]
@@ -445,7 +470,7 @@ class Federation:
                 wire.LINEAGE_DEFINITION: definition.canonical_bytes, wire.LINEAGE_SEED: seeds[client.key],
             })
             messages.append(Message(content, dst_node_id=client.node_id, message_type=MessageType.TRAIN))
-        replies = list(self.grid.send_and_receive(messages, timeout=self.settings.round_timeout))
+        replies = send_and_receive(self.grid, messages, timeout=self.settings.round_timeout, stop=self.stop)
         updates: list[Update] = []
         rejected: list[Rejection] = []
         answered = set()
@@ -517,6 +542,7 @@ class Federation:
             metrics=metrics, seed=self.settings.seed, strategy=self.settings.strategy,
             strategy_config=self.strategy_config, environment=self.server_env,
         )
+        self.stop.check()  # a round the signal came during is not committed, however far it got
         self.registry.commit(run_id, [*records, aggregate], head_round=rnd, head=aggregate.version_id,
                              state_id=self._save_state())
         summary = RoundSummary(

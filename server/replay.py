@@ -4,7 +4,9 @@ For every committed round ``r``: rebuild the recorded strategy from its recorded
 restore the strategy state saved after round ``r - 1``, configure the round on the recorded global
 weights, aggregate the recorded client updates (the aggregate's parents) and compare the weights id
 with the recorded aggregate's, and the new strategy state with the one saved after round ``r``.
-No client and no Flower grid is involved.
+No client and no Flower grid is involved. A strategy that cannot be built at all (a custom
+``module:Class`` that is not importable here, see docs/strategies.md) is one error before any round,
+not a mismatch of every round.
 """
 
 from __future__ import annotations
@@ -49,8 +51,13 @@ class ReplayReport:
 
 
 def replay_run(registry: Registry, run_id: str) -> ReplayReport:
-    """Re-aggregate every committed round of ``run_id``; see the module docstring."""
+    """Re-aggregate every committed round of ``run_id``; see the module docstring.
+
+    Raises:
+        FlonnxError: the run's strategy cannot be built here (e.g. ``cannot import strategy X``).
+    """
     settings = Settings.from_json(registry.run(run_id).config)
+    build_strategy(settings.strategy, settings.strategy_config, settings.strategy_defaults())
     heads = registry.heads(run_id)
     if 0 not in heads:
         raise LineageError(f"run {run_id} has no initial version")

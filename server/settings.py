@@ -22,7 +22,7 @@ from flonnx.exchange.spec import (
     spec_from_run_config,
 )
 
-__all__ = ["SERVER_KEYS", "Settings", "plan_runs"]
+__all__ = ["SERVER_KEYS", "Settings", "check_min_train_nodes", "plan_runs"]
 
 #: Run-config keys only the coordinator reads.
 SERVER_KEYS = ("spec", "registry", "blobs", "round-timeout", "min-available-nodes", "resume")
@@ -142,6 +142,23 @@ class Settings:
     def with_rounds(self, rounds: int) -> Settings:
         """The same settings with another total of rounds (resume)."""
         return replace(self, spec=replace(self.spec, rounds=rounds))
+
+
+def check_min_train_nodes(value: Any, nodes: int | None) -> int:
+    """``min-train-nodes`` as an integer from 1 to ``nodes``, the federation's size (``None``: unknown).
+
+    Raises:
+        FlonnxError: naming the key, the value and the allowed range.
+    """
+    allowed = "at least 1" if nodes is None else f"1 to {nodes}"
+    text = str(value).strip()
+    if isinstance(value, bool) or not text.lstrip("-").isdigit():
+        raise FlonnxError(f"min-train-nodes={value!r} is not an integer; allowed: {allowed}")
+    number = int(text)
+    if number < 1 or (nodes is not None and number > nodes):
+        size = "" if nodes is None or number < 1 else f": the federation has {nodes} nodes"
+        raise FlonnxError(f"min-train-nodes={number} is out of range{size}; allowed: {allowed}")
+    return number
 
 
 def plan_runs(config: Mapping[str, Any], spec: FederationSpec | None = None) -> list[Settings]:

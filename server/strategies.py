@@ -3,8 +3,11 @@
 Every strategy in ``flwr.serverapp.strategy`` that aggregates arrays has a short name; the four
 differential-privacy wrappers take the strategy they wrap as ``inner=NAME`` (default ``fedavg``) and
 pass every parameter they do not know on to it. A researcher's own strategy is named
-``package.module:Class`` (see docs/strategies.md). Unknown names and bad parameters raise
-:class:`~flonnx.exchange.errors.FlonnxError` listing the valid choices, before any round runs.
+``package.module:Class`` (see docs/strategies.md); a module that is not importable otherwise is
+looked up in the current directory, as ``python -m`` would. Unknown names and bad parameters raise
+:class:`~flonnx.exchange.errors.FlonnxError` listing the valid choices, before any round runs;
+:func:`check_parameters` adds the ranges of the built-in strategies' numbers (finite, not negative,
+FedOpt's betas in [0, 1), Krum's and Bulyan's bound on the malicious nodes a round can tolerate).
 
 The effective configuration (every settable parameter, defaults included, keys in ``dash-case``) is
 what lineage records; :func:`build_strategy` accepts it back unchanged, which is how resume and
@@ -16,6 +19,9 @@ from __future__ import annotations
 import importlib
 import inspect
 import logging
+import math
+import os
+import sys
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -30,6 +36,7 @@ __all__ = [
     "STRATEGIES",
     "BuiltStrategy",
     "build_strategy",
+    "check_parameters",
     "strategy_names",
     "strategy_parameters",
 ]
@@ -75,6 +82,41 @@ _INNER = "inner"
 
 
 @dataclass(frozen=True)
+class _Range:
+    """The values a number may take: ``low`` to ``high``, each end included or not."""
+
+    low: float = 0.0
+    high: float = math.inf
+    low_open: bool = False
+    high_open: bool = True
+
+    def __contains__(self, value: float) -> bool:
+        above = value > self.low if self.low_open else value >= self.low
+        below = value < self.high if self.high_open else value <= self.high
+        return above and below  # NaN is in no range, and no range includes infinity
+
+    def __str__(self) -> str:
+        return (f"{'(' if self.low_open else '['}{self.low:g}, {self.high:g}"
+                f"{')' if self.high_open else ']'}")
+
+
+#: Ranges of built-in strategies' parameters (dash-case); every other number is finite and >= 0.
+_RANGES: dict[str, _Range] = {
+    "beta-1": _Range(high=1.0),  # FedAdam/FedYogi moment decays; 1 would never forget
+    "beta-2": _Range(high=1.0),
+    "beta": _Range(high=0.5),  # FedTrimmedAvg cuts this fraction off each end
+    "server-momentum": _Range(high=1.0),
+    "tau": _Range(low_open=True),  # FedOpt divides by sqrt(v) + tau
+    "target-clipped-quantile": _Range(high=1.0, high_open=False),
+    "num-sampled-clients": _Range(low=1.0),
+    "num-nodes-to-select": _Range(low=1.0),
+}
+
+#: Byzantine-robust strategies: a round with f malicious nodes needs at least a*f + b updates.
+_ROBUST: dict[str, tuple[int, int]] = {"krum": (2, 3), "multikrum": (2, 3), "bulyan": (4, 3)}
+
+
+@dataclass(frozen=True)
 class BuiltStrategy:
     """A Flower strategy instance and the facts flonnx records about it."""
 
@@ -93,13 +135,36 @@ def _choices() -> str:
     return f"{', '.join(strategy_names())} or package.module:Class"
 
 
+def _import(module_name: str) -> types.ModuleType:
+    """``module_name`` from the installed packages, else (as ``python -m`` does) the current directory.
+
+    The current directory is appended to ``sys.path`` (and stays there, so the module's own imports
+    of its neighbours work later too) only when the module is not importable otherwise: it never
+    shadows an installed package.
+    """
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        here = os.getcwd()
+        if exc.name != module_name.partition(".")[0] or here in sys.path or "" in sys.path:
+            raise
+    sys.path.append(here)
+    importlib.invalidate_caches()
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name == module_name.partition(".")[0]:
+            sys.path.remove(here)
+        raise
+
+
 def _resolve(name: str) -> type:
     if ":" in name:
         module_name, _, attr = name.partition(":")
         try:
-            cls = getattr(importlib.import_module(module_name), attr)
+            cls = getattr(_import(module_name), attr)
         except (ImportError, AttributeError) as exc:
-            raise FlonnxError(f"cannot load strategy {name!r}: {exc}") from exc
+            raise FlonnxError(f"cannot import strategy {name}: {exc}") from exc
         from flwr.serverapp.strategy import Strategy
 
         if not (isinstance(cls, type) and issubclass(cls, Strategy)):
@@ -251,3 +316,52 @@ def build_strategy(
     strategy = _instantiate(name, cls, {"strategy": inner.strategy, **kwargs})
     return BuiltStrategy(name, strategy, {_INNER: inner_name, **effective, **inner.config},
                          DP_WRAPPERS[name][1])
+
+
+def check_parameters(name: str, config: Mapping[str, str], sampled: int | None) -> None:
+    """Check the numbers given to a built-in strategy against their ranges, before any round runs.
+
+    Every number is finite and not negative unless :data:`_RANGES` says otherwise; Krum, MultiKrum
+    and Bulyan need ``2f+3``, ``2f+3`` and ``4f+3`` updates a round for ``f = num-malicious-nodes``.
+    A custom strategy checks its own parameters (its constructor may raise ``ValueError``); unknown
+    names, keys and unparsable values are left to :func:`build_strategy`, which reports them.
+
+    Args:
+        name: The strategy's name, as for :func:`build_strategy`.
+        config: ``key=value`` parameters as given (dash- or snake-case keys, string values).
+        sampled: Clients sampled per round, or ``None`` when the federation's size is not known
+            before nodes connect (then the bounds that depend on it are not checked).
+
+    Raises:
+        FlonnxError: naming the strategy, the parameter, its value and the allowed range.
+    """
+    given = {k.replace("-", "_"): str(v) for k, v in config.items()}
+    names = [name, given.get(_INNER, "fedavg")] if name in DP_WRAPPERS else [name]
+    for strategy in names:
+        if strategy not in STRATEGIES and strategy not in DP_WRAPPERS:
+            continue
+        params = strategy_parameters(_resolve(strategy))
+        for key, param in params.items():
+            if key not in given or _scalar_type(param) not in (int, float):
+                continue
+            try:
+                number = float(given[key])
+            except ValueError:
+                continue
+            allowed = _RANGES.get(_dash(key), _Range())
+            if number not in allowed:
+                raise FlonnxError(f"strategy {strategy}: {_dash(key)}={given[key]} is out of range; "
+                                  f"allowed: {allowed}")
+        if strategy in _ROBUST and sampled is not None:
+            per, base = _ROBUST[strategy]
+            try:
+                malicious = int(given.get("num_malicious_nodes", params["num_malicious_nodes"].default))
+            except ValueError:
+                continue
+            if sampled < per * malicious + base:
+                allowed_text = (f"0 to {(sampled - base) // per}" if sampled >= base
+                                else f"none: {strategy} needs at least {base} clients a round")
+                raise FlonnxError(
+                    f"strategy {strategy}: num-malicious-nodes={malicious} needs at least "
+                    f"{per}*{malicious}+{base} = {per * malicious + base} updates a round, but "
+                    f"{sampled} clients are sampled a round; allowed: {allowed_text}")

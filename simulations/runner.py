@@ -1,15 +1,28 @@
-"""Run a federation spec on Flower's Simulation Engine (Ray), in this process."""
+"""Run a federation spec on Flower's Simulation Engine (Ray), in this process.
+
+SIGINT and SIGTERM stop a simulation within seconds (:mod:`flonnx.server.stopping`): the round in
+progress is not committed, the run is marked ``interrupted``, Ray is shut down and
+:class:`~flonnx.server.stopping.Interrupted` is raised. This module starts Ray itself, before Flower
+would, because ``ray.init`` replaces the driver's SIGTERM handler; the stop handlers go in after it.
+
+Without ``verbose``, Flower's and Ray's logs stay quiet: a client that fails or refuses is reported
+once, as one line of the round's progress; Flower would also log each failure with two tracebacks.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from flonnx.exchange.errors import FlonnxError
 from flonnx.exchange.spec import FederationSpec, assign_frameworks
 from flonnx.server.progress import Reporter
+from flonnx.server.stopping import Interrupted, StopRequest, stop_on_signals
 
 __all__ = ["SimulationFailed", "offline_environment", "plan", "simulate"]
 
@@ -61,6 +74,7 @@ def simulate(
 
     Raises:
         SimulationFailed: a run failed (the others still ran; their ids are on the exception).
+        Interrupted: SIGINT or SIGTERM stopped it (the module says how).
         FlonnxError: the ServerApp did not run at all.
     """
     offline_environment()
@@ -73,21 +87,33 @@ def simulate(
     clients = int(simulation["num_clients"])
     config = {"min-available-nodes": clients, **(overrides or {})}
     result: dict[str, Any] = {"simulation": simulation}
-    server_app = make_server_app(config, reporter, result, spec=spec)
-    if not verbose:
-        logging.getLogger("flwr").setLevel(logging.ERROR)
-    with warnings.catch_warnings():
+    stop = StopRequest()
+    server_app = make_server_app(config, reporter, result, spec=spec, stop=stop)
+    init_args: dict[str, Any] = {"logging_level": "ERROR", "log_to_driver": verbose}
+    with warnings.catch_warnings(), _quiet_flower(verbose), stop_on_signals(stop):
         warnings.simplefilter("ignore", DeprecationWarning)
-        run_simulation(
-            server_app=server_app,
-            client_app=make_client_app(spec),
-            num_supernodes=clients,
-            backend_config={
-                "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
-                "init_args": {"logging_level": "ERROR", "log_to_driver": verbose},
-            },
-            verbose_logging=verbose,
-        )
+        if not verbose:  # e.g. Ray's tip about a future default for GPUs, at each start
+            warnings.simplefilter("ignore", FutureWarning)
+        try:
+            _start_ray(init_args)
+            with stop_on_signals(stop):  # again: ray.init replaced the SIGTERM handler
+                stop.check()
+                run_simulation(
+                    server_app=server_app,
+                    client_app=make_client_app(spec),
+                    num_supernodes=clients,
+                    backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0},
+                                    "init_args": init_args},
+                    verbose_logging=verbose,
+                )
+        except KeyboardInterrupt:  # a second signal: Ray is being torn down, the run is stopping
+            stop.request()
+            _wait_for_server_app(result)
+            raise _interruption(result, stop) from None
+        except Interrupted:
+            raise _interruption(result, stop) from None
+        finally:
+            _stop_ray()
     run_ids = [str(r) for r in result.get("run_ids", [])]
     errors: dict[str, BaseException] = dict(result.get("errors", {}))
     if "config" in errors:
@@ -102,6 +128,55 @@ def simulate(
         _compare_local(spec, str(config.get("registry", "runs")), run_ids, reporter,
                        str(config.get("blobs", "")) or None)
     return run_ids
+
+
+def _interruption(result: dict[str, Any], stop: StopRequest) -> Interrupted:
+    """The run a stop ended (with its last round), or a stop before any run was recorded."""
+    named = [e for e in result.get("errors", {}).values() if isinstance(e, Interrupted)]
+    return named[0] if named else Interrupted(stop.signum)
+
+
+def _wait_for_server_app(result: dict[str, Any], seconds: float = 30.0) -> None:
+    """Let the ServerApp's thread, which was asked to stop, mark its run before this process exits."""
+    thread = result.get("thread")
+    if thread is not None:
+        thread.join(seconds)
+
+
+def _start_ray(init_args: dict[str, Any]) -> None:
+    """Start Ray as Flower's Ray backend would (which then uses it), unless it is running."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    # as Flower does: Ray's workers import what this process can (e.g. a module:Class strategy)
+    pythonpath = os.pathsep.join([*sys.path, *filter(None, [os.environ.get("PYTHONPATH")])])
+    os.environ["PYTHONPATH"] = pythonpath
+    ray.init(runtime_env={"env_vars": {"PYTHONPATH": pythonpath}}, include_dashboard=False,
+             **init_args)
+
+
+def _stop_ray() -> None:
+    """Shut Ray down if Flower did not (it does when its simulation ends normally)."""
+    if "ray" in sys.modules and sys.modules["ray"].is_initialized():
+        sys.modules["ray"].shutdown()
+
+
+@contextmanager
+def _quiet_flower(verbose: bool) -> Iterator[None]:
+    """Unless ``verbose``: only Flower's critical messages for the block.
+
+    Flower logs each client failure (a refusal the docs call normal, an injected fault) at ERROR
+    with two tracebacks; flonnx reports each as one line of the round's progress.
+    """
+    logger = logging.getLogger("flwr")
+    level = logger.level
+    if not verbose:
+        logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _compare_local(spec: FederationSpec, registry: str, run_ids: list[str],

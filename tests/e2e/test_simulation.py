@@ -1,6 +1,7 @@
 """End to end: `flonnx simulate` on Flower's simulation engine, then the lineage commands.
 
-Two simulations with the same seed (≈25 s each, mostly Ray start-up) serve every assertion here.
+Two simulations with the same seed (≈25 s each, mostly Ray start-up) serve every assertion here;
+the Ctrl-C test adds one run stopped twice and resumed, and compares it with them.
 """
 
 from __future__ import annotations
@@ -8,8 +9,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -178,3 +182,102 @@ def test_cnn_scenario_reaches_093_within_ten_rounds_with_torch_and_jax(tmp_path)
     assert aggregates[-1]["metrics"]["accuracy"] >= 0.93
     for aggregate in aggregates:
         assert {by_id[p]["framework"] for p in aggregate["parents"]} == {"torch", "jax"}
+
+
+# -- Ctrl-C and SIGTERM: stopped within seconds, nothing of the round in progress kept, resumable --
+
+def _start(log: Path, *args: str) -> subprocess.Popen[str]:
+    """``flonnx ARGS`` in the background, its stdout and stderr in ``log``.out / .err."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
+    out, err = log.with_suffix(".out").open("w"), log.with_suffix(".err").open("w")
+    return subprocess.Popen([sys.executable, "-m", "flonnx", *args], cwd=ROOT, env=env, text=True,
+                            stdout=out, stderr=err)
+
+
+def _progress(registry: Path) -> tuple[str | None, int]:
+    """(status, last committed round) of the registry's newest run; (None, -1) before there is one."""
+    from flonnx.exchange.errors import FlonnxError
+    from flonnx.exchange.registry import Registry
+
+    try:
+        with Registry(registry, create=False) as reg:
+            infos = reg.runs()
+            return (infos[-1].status, max(reg.heads(infos[-1].run_id), default=-1)) if infos else (None, -1)
+    except FlonnxError:  # not created yet
+        return None, -1
+
+
+def _children(pid: int) -> set[int]:
+    """The processes whose parent is ``pid`` (Ray's, for a driver)."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.add(int(stat.parent.name))
+    return found
+
+
+def _stop(process: subprocess.Popen[str], sig: int, when: Callable[[], bool]) -> tuple[int, float, set[int]]:
+    """Send ``sig`` once ``when()`` holds: (exit code, seconds to exit, the children it had)."""
+    try:
+        deadline = time.monotonic() + 600
+        while not when():
+            assert process.poll() is None, f"exited {process.returncode} before the signal"
+            assert time.monotonic() < deadline, "the run did not get there within 600 s"
+            time.sleep(0.1)
+        children = _children(process.pid)
+        process.send_signal(sig)
+        sent = time.monotonic()
+        code = process.wait(timeout=30)
+        return code, time.monotonic() - sent, children
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def _gone(pids: set[int], seconds: float = 15) -> set[int]:
+    """Those of ``pids`` still running after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while (alive := {p for p in pids if Path(f"/proc/{p}").exists()}) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return alive
+
+
+def test_ctrl_c_then_sigterm_stop_a_run_within_seconds_and_resume_ends_on_the_uninterrupted_version(
+    runs, tmp_path,
+) -> None:
+    from flonnx.exchange.registry import Registry
+
+    registry = tmp_path / "stopped"
+    simulate = _start(tmp_path / "simulate", "simulate", "--seed", str(SEED), "--registry", str(registry))
+    sigint = _stop(simulate, signal.SIGINT, lambda: _progress(registry)[1] >= 2)
+    with Registry(registry, create=False) as reg:
+        (info,) = reg.runs()
+        run_id, after_sigint = info.run_id, info.status
+        kept = max(reg.heads(run_id))
+        kept_rounds = {v.record.round for v in reg.versions(run_id)}
+    resume = _start(tmp_path / "resume", "resume", run_id, "--registry", str(registry))
+    sigterm = _stop(resume, signal.SIGTERM, lambda: _progress(registry)[0] == "running")
+    after_sigterm = _progress(registry)
+    finished = flonnx("resume", run_id, "--registry", str(registry))
+    with Registry(registry, create=False) as reg:
+        final = reg.heads(run_id)
+
+    code, seconds, ray = sigint
+    assert (code, after_sigint) == (130, "interrupted") and seconds < 30
+    assert 2 <= kept < 5 and kept_rounds == set(range(kept + 1))  # nothing of the round in progress
+    err = (tmp_path / "simulate.err").read_text()
+    assert "Traceback" not in err
+    assert [line for line in err.splitlines() if "stopped by" in line] == [
+        f"stopped by SIGINT: run {run_id} is interrupted after round {kept} of 5 (the round in progress "
+        f"was not committed); continue it with: flonnx resume {run_id} --registry {registry}"]
+    assert ray and not _gone(ray), "Ray's processes outlived the interrupted driver"
+    code, seconds, _ = sigterm
+    assert (code, after_sigterm[0]) == (143, "interrupted") and seconds < 30
+    assert f"stopped by SIGTERM: run {run_id} is interrupted" in (tmp_path / "resume.err").read_text()
+    assert f"resuming after round {after_sigterm[1]}" in finished.stdout
+    assert final[5] == _aggregates(runs["A"]["versions"])[-1]["version_id"]

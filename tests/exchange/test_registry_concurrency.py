@@ -106,6 +106,29 @@ def test_a_run_lock_is_exclusive_in_one_process_and_free_again_after_its_block(
     assert refused.value.run_id == "r1"
 
 
+def test_a_reader_tells_a_live_writer_from_a_dead_one_without_disturbing_it(
+    location: tuple[str, str],
+) -> None:
+    with _open(location) as registry:
+        run_id = registry.create_run("live", 0, {})
+        never_locked = registry.is_being_written(run_id)
+        holder = _worker("lock", *location, run_id)
+        try:
+            assert _line(holder) == "locked"
+            live = registry.is_being_written(run_id)
+            still_refused = _try_lock(location, run_id)  # the probe neither took nor freed the lock
+            holder.send_signal(signal.SIGKILL)
+            holder.wait(timeout=30)
+        finally:
+            holder.kill()
+            holder.wait()
+        deadline = time.monotonic() + 30  # PostgreSQL ends the dead client's session on its own time
+        while (dead := registry.is_being_written(run_id)) and time.monotonic() < deadline:
+            time.sleep(0.5)
+
+    assert (never_locked, live, still_refused.returncode, dead) == (False, True, 3, False)
+
+
 ROUNDS, CLIENTS = 40, 3
 
 

@@ -116,7 +116,7 @@ def test_resume_refuses_a_run_that_is_already_complete(
 
 
 def test_faulty_scenario_completes_and_shows_both_failures(cli: Cli, tmp_path: Path) -> None:
-    cli("simulate", "digits-faulty", "--registry", str(tmp_path))
+    first = cli("simulate", "digits-faulty", "--registry", str(tmp_path))
     cli("simulate", "digits-faulty", "--registry", str(tmp_path / "again"))
 
     listing = cli("lineage", "ls", "--registry", str(tmp_path))
@@ -135,3 +135,8 @@ def test_faulty_scenario_completes_and_shows_both_failures(cli: Cli, tmp_path: P
     again = json.loads(cli("lineage", "ls", "--json", "--registry", str(tmp_path / "again")).stdout)
     assert [r["version_id"] for r in records] == [r["version_id"] for r in again]
     assert [r["round"] for r in records if r["kind"] == "aggregate"] == [1, 2]
+    # the terminal: one line per refusal, no traceback (Flower logs each client failure with two)
+    printed = (first.stdout + first.stderr).splitlines()
+    assert not [line for line in printed if "Traceback" in line or "ERROR" in line]
+    assert sum("rejected partition-4: client failed: RuntimeError" in line for line in printed) == 2
+    assert len(printed) < 60, "\n".join(printed)

@@ -63,3 +63,7 @@ def test_too_few_valid_updates_fail_the_round_and_leave_the_run_resumable(
     with Registry(tmp_path) as reg, Registry(registry) as ref:
         assert reg.run(info.run_id).status == "completed"
         assert reg.heads(info.run_id) == ref.heads(never_failed)
+        config = reg.run(info.run_id).config
+    # the run record says what the resume changed, and the settings it now runs with
+    assert config["resumes"] == [{"after_round": 0, "changed": {"min-train-nodes": [5, 4]}}]
+    assert config["spec"]["min-train-nodes"] == 4
