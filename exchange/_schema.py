@@ -90,6 +90,13 @@ strategy_states = Table(
     Column("state_id", Text, nullable=False),
     PrimaryKeyConstraint("run_id", "round"),
 )
+version_signatures = Table(
+    "version_signatures", metadata,
+    Column("version_id", Text, ForeignKey("versions.version_id"), nullable=False),
+    Column("key_fingerprint", Text, nullable=False),
+    Column("signature", Text, nullable=False),
+    PrimaryKeyConstraint("version_id", "key_fingerprint"),
+)
 schema_versions = Table(
     "flonnx_schema", metadata,
     Column("version", Integer, primary_key=True, autoincrement=False),
@@ -153,8 +160,20 @@ def _run_versions_by_seq(op: Operations) -> None:
     op.create_index("ix_run_versions_run_seq", "run_versions", ["run_id", "seq"])
 
 
+def _version_signatures(op: Operations) -> None:
+    """Signatures of version ids beside the records (signed lineage), one per version and key."""
+    op.create_table(
+        "version_signatures",
+        Column("version_id", Text, ForeignKey("versions.version_id"), nullable=False),
+        Column("key_fingerprint", Text, nullable=False),
+        Column("signature", Text, nullable=False),
+        PrimaryKeyConstraint("version_id", "key_fingerprint"),
+    )
+
+
 #: Migration ``i + 1`` is ``MIGRATIONS[i]``; append, never edit a shipped one.
-MIGRATIONS: tuple[Callable[[Operations], None], ...] = (_tables_of_flonnx_0_1, _run_versions_by_seq)
+MIGRATIONS: tuple[Callable[[Operations], None], ...] = (
+    _tables_of_flonnx_0_1, _run_versions_by_seq, _version_signatures)
 LATEST = len(MIGRATIONS)
 
 # Any fixed number: the key of the PostgreSQL transaction lock that queues concurrent upgrades.

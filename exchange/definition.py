@@ -59,6 +59,8 @@ _KEPT_METADATA_PREFIX = "flonnx."
 _MODEL_CARD_KEYS = frozenset({
     "flonnx.version_id", "flonnx.kind", "flonnx.round", "flonnx.definition_id", "flonnx.weights_id",
     "flonnx.parents", "flonnx.parameter_count", "flonnx.lineage", "flonnx.strategy",
+    # signed exports (exchange/signed_export.py)
+    "flonnx.definition", "flonnx.lineage_chain", "flonnx.signature", "flonnx.signing_key",
 })
 #: Key prefixes of the card: recorded metrics, the stable card and the measured facts (exchange/card.py).
 _MODEL_CARD_PREFIXES = ("flonnx.metric.", "flonnx.card.", "flonnx.measured.")

@@ -23,6 +23,7 @@ from flonnx.exchange.errors import FlonnxError
 from flonnx.exchange.evaluation import served_model
 from flonnx.exchange.lineage import VersionKind, VersionRecord
 from flonnx.exchange.registry import Registry
+from flonnx.exchange.signed_export import signature_card
 
 __all__ = ["export_version", "served_version", "write_bytes", "write_model"]
 
@@ -78,6 +79,7 @@ def export_version(registry: Registry, version_id: str, *, measure: bool = False
     n_params = int(sum(np.size(w) for w in weights.values()))
     card = _model_card(version_id, record, n_params)
     card.update(stable_card(registry, version_id, model))
+    card.update(signature_card(registry, version_id))  # what `flonnx verify-model` checks
     if measure:
         card.update(measured_card(model, example_inputs(model)))
     for key, value in card.items():

@@ -22,6 +22,10 @@ against its ``spec_id``, as blobs are against theirs; a record changed after it 
 :class:`RegistryError` naming the version or run, never a value shown, exported or resumed from.
 ``verify`` reads the same rows without stopping at the first problem.
 
+A run started with a signing key (:mod:`flonnx.exchange.signing`) records its public key under
+``signing_key`` in its record, and each version's signature is committed in the same transaction as
+the version (table ``version_signatures``), never inside what the id hashes.
+
 Blobs are written (atomically) before the transaction that references them; each round's versions
 and its new head are committed in one transaction, so a crash leaves either the whole round or none
 of it, and a concurrent reader sees either the whole round or none of it.
@@ -53,8 +57,10 @@ from flonnx.exchange.definition import Definition
 from flonnx.exchange.errors import FlonnxError, LineageError, RegistryError
 from flonnx.exchange.hashing import canonical_json, decode_weights, encode_weights, sha256_hex
 from flonnx.exchange.lineage import VersionKind, VersionRecord
+from flonnx.exchange.signing import PublicKey, Signer, SigningError
 
-__all__ = ["Registry", "RunInfo", "StoredVersion", "mask_url", "run_record_problems", "strategy_state_id"]
+__all__ = ["Registry", "RunInfo", "StoredVersion", "mask_url", "recorded_key", "run_record_problems",
+           "strategy_state_id"]
 
 
 def _state_document(arrays: Mapping[str, np.ndarray], state: Mapping[str, Any]) -> tuple[bytes, bytes]:
@@ -104,9 +110,11 @@ def run_record_problems(run_id: str, scenario: str, seed: int, config: Mapping[s
 
     Its canonical spec must re-hash to its ``spec_id``, and the spec it runs with (what resume and
     replay read), its name and its seed must agree with that canonical spec.
+    A signed run's ``signing_key`` must be a public key whose fingerprint is the one recorded.
     """
+    key_problem = _signing_key_problem(run_id, config)
     if "spec_canonical" not in config:
-        return []
+        return [key_problem] if key_problem else []
     canonical = config["spec_canonical"]
     try:
         actual = sha256_hex(canonical_json(canonical))
@@ -127,7 +135,32 @@ def run_record_problems(run_id: str, scenario: str, seed: int, config: Mapping[s
     if (canonical.get("name"), canonical.get("seed")) != (scenario, seed):
         problems.append(f"run {run_id}: its name and seed ({scenario!r}, {seed}) are not its "
                         f"recorded spec's ({canonical.get('name')!r}, {canonical.get('seed')})")
-    return problems
+    return [*problems, *([key_problem] if key_problem else [])]
+
+
+def recorded_key(config: Mapping[str, Any]) -> PublicKey | None:
+    """The public key a run's record names (``None``: an unsigned run).
+
+    Raises:
+        SigningError: the recorded key is malformed.
+    """
+    entry = config.get("signing_key")
+    if entry is None:
+        return None
+    if not isinstance(entry, dict):
+        raise SigningError("its recorded signing key is not a table")
+    return PublicKey.from_hex(str(entry.get("public_key", "")))
+
+
+def _signing_key_problem(run_id: str, config: Mapping[str, Any]) -> str | None:
+    try:
+        key = recorded_key(config)
+    except SigningError as exc:
+        return f"run {run_id}: {exc}"
+    if key is not None and config["signing_key"].get("fingerprint") != key.fingerprint:
+        return (f"run {run_id}: its recorded signing key hashes to fingerprint {key.fingerprint[:16]}, "
+                f"not its recorded fingerprint {str(config['signing_key'].get('fingerprint'))[:16]}")
+    return None
 
 
 def _now() -> str:
@@ -533,12 +566,13 @@ class Registry:
         head_round: int | None = None,
         head: str | None = None,
         state_id: str | None = None,
+        signer: Signer | None = None,
     ) -> list[str]:
         """Record versions of a run (and optionally the run's new head) in one transaction.
 
         ``state_id`` (from :meth:`put_state`) is the strategy state after ``head_round``, saved in
-        the same transaction. Every referenced blob and parent must already be stored. Returns the
-        version ids.
+        the same transaction; so is each version's signature by ``signer``. Every referenced blob
+        and parent must already be stored. Returns the version ids.
         """
         if state_id is not None and not self.blobs.exists(state_id):
             raise RegistryError(f"strategy state blob {state_id[:12]} is not stored")
@@ -569,6 +603,11 @@ class Registry:
                     db.execute(self._insert(rv).values(
                         run_id=run_id, version_id=version_id, seq=seq, created_at=now,
                     ).on_conflict_do_nothing())
+                    if signer is not None:
+                        db.execute(self._insert(schema.version_signatures).values(
+                            version_id=version_id, key_fingerprint=signer.public.fingerprint,
+                            signature=signer.sign(version_id),
+                        ).on_conflict_do_nothing())
                     seq += 1
                 if head is not None:
                     if head_round is None:
@@ -604,15 +643,78 @@ class Registry:
         rows = self._rows(select(h.c.round, h.c.version_id).where(h.c.run_id == run_id).order_by(h.c.round))
         return {int(r[0]): str(r[1]) for r in rows}
 
+    def signing_keys(self, run_id: str | None = None) -> dict[str, PublicKey | None]:
+        """The public key each run (one, or all) recorded; ``None`` for an unsigned run.
+
+        A run whose recorded key is malformed is left out (``verify`` names it).
+        """
+        keys: dict[str, PublicKey | None] = {}
+        for info in self._run_rows(run_id):
+            try:
+                keys[info.run_id] = recorded_key(info.config)
+            except SigningError:
+                continue
+        return keys
+
+    def signatures(self, version_id: str) -> dict[str, str]:
+        """The signatures of a version (exact id): key fingerprint -> signature (hex)."""
+        s = schema.version_signatures
+        rows = self._rows(select(s.c.key_fingerprint, s.c.signature).where(s.c.version_id == version_id))
+        return {str(r[0]): str(r[1]) for r in rows}
+
     # -- verification ---------------------------------------------------------------------------
-    def verify(self, run_id: str | None = None) -> tuple[int, list[str]]:
+    def verify(self, run_id: str | None = None, key: PublicKey | None = None) -> tuple[int, list[str]]:
         """Re-hash every record and blob (of one run, or all); returns (items checked, problems).
 
+        Every version of a signed run must carry a good signature by ``key``, or, without ``key``,
+        by the key the run recorded; with ``key``, every run must be signed by it.
         The database is read in one snapshot, so a run being written meanwhile is checked as of
         its last committed round.
         """
         with self.snapshot():
-            return self._verify(run_id)
+            checked, problems = self._verify(run_id)
+            return checked + self._verify_signatures(run_id, key, problems), problems
+
+    def _verify_signatures(self, run_id: str | None, key: PublicKey | None, problems: list[str]) -> int:
+        """Check each version's signature of one run or all runs, naming every version that fails."""
+        v, rv, s = schema.versions, schema.run_versions, schema.version_signatures
+        checked = 0
+        for info in self._run_rows(run_id):
+            try:
+                recorded = recorded_key(info.config)
+            except SigningError:
+                recorded = None  # reported by the run record's check
+            expected = key or recorded
+            if expected is None:
+                continue
+            run = info.run_id
+            if key is not None and recorded is not None and recorded.fingerprint != key.fingerprint:
+                problems.append(f"run {run}: recorded signing key {recorded.fingerprint[:16]}, not the "
+                                f"given key {key.fingerprint[:16]}")
+            signed: dict[str, dict[str, str]] = {}
+            for version_id, fingerprint, signature in self._rows(
+                select(s.c.version_id, s.c.key_fingerprint, s.c.signature)
+                .join(rv, rv.c.version_id == s.c.version_id).where(rv.c.run_id == run)
+            ):
+                signed.setdefault(version_id, {})[fingerprint] = signature
+            rows = self._rows(select(rv.c.version_id, v.c.kind, v.c.round)
+                              .join(v, v.c.version_id == rv.c.version_id)
+                              .where(rv.c.run_id == run).order_by(rv.c.seq))
+            for version_id, kind, rnd in rows:
+                checked += 1
+                label = f"run {run} version {version_id[:12]} ({kind}, round {rnd})"
+                by_key = signed.get(version_id, {})
+                signature = by_key.get(expected.fingerprint)
+                if signature is None and by_key:
+                    others = ", ".join(f[:16] for f in sorted(by_key))
+                    problems.append(f"{label}: signed by another key ({others}), not by "
+                                    f"{expected.fingerprint[:16]}")
+                elif signature is None:
+                    problems.append(f"{label}: missing signature by key {expected.fingerprint[:16]}")
+                elif not expected.verifies(version_id, signature):
+                    problems.append(f"{label}: bad signature: it does not verify with key "
+                                    f"{expected.fingerprint[:16]}")
+        return checked
 
     def _verify(self, run_id: str | None) -> tuple[int, list[str]]:
         v, rv = schema.versions, schema.run_versions
@@ -674,7 +776,7 @@ class Registry:
         """Check every run record (:func:`run_record_problems`), reporting each problem."""
         checked = 0
         for info in self._run_rows(run_id):
-            if "spec_canonical" not in info.config:
+            if "spec_canonical" not in info.config and "signing_key" not in info.config:
                 continue
             checked += 1
             problems += run_record_problems(info.run_id, info.scenario, info.seed, info.config)

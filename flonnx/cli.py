@@ -35,6 +35,9 @@ BlobsOpt = Annotated[str | None, typer.Option(
     "--blobs", help="Where the registry's blobs live: a directory or an fsspec URL (default: "
                     "REGISTRY/blobs; required with a database URL).")]
 RunOpt = Annotated[str | None, typer.Option("--run", help="Run id or unique prefix (default: newest).")]
+SigningKeyOpt = Annotated[Path | None, typer.Option(
+    "--signing-key", help="Sign every version with this Ed25519 private key (PEM, kept outside the "
+                          "registry; flonnx lineage keygen makes one). A signed run resumes with it.")]
 
 
 def _friendly(fn: F) -> F:
@@ -61,6 +64,11 @@ def _open(registry: str, blobs: str | None = None, *, migrate: bool = False) -> 
 def _where(registry: str, blobs: str | None) -> dict[str, Any]:
     """The registry's run-config keys."""
     return {"registry": str(registry), **({"blobs": blobs} if blobs else {})}
+
+
+def _signing(key: Path | None) -> dict[str, str]:
+    """The signing key's run-config key (an absolute path: the coordinator may run elsewhere)."""
+    return {} if key is None else {"signing-key": str(key.expanduser().resolve())}
 
 
 def _masked(location: str) -> str:
@@ -120,6 +128,7 @@ def simulate(
     verbose: Annotated[bool, Opt(help="Show Flower's and Ray's logs.")] = False,
     report: Annotated[Path | None, Opt(
         "--report", help="Write the HTML report of the run(s) here at the end (as flonnx report).")] = None,
+    signing_key: SigningKeyOpt = None,
 ) -> None:
     """Run a federation spec on Flower's Simulation Engine and record every version.
 
@@ -150,12 +159,13 @@ def simulate(
     from flonnx.server.app import run_plan
 
     simulation = plan(fed)
-    # fail before Ray starts: registry, min-train-nodes and strategy checked for this federation
-    run_plan({**_where(registry, blobs), "min-available-nodes": simulation["num_clients"]}, fed)
+    where = {**_where(registry, blobs), **_signing(signing_key)}
+    # fail before Ray starts: registry, min-train-nodes, strategy and signing key checked
+    run_plan({**where, "min-available-nodes": simulation["num_clients"]}, fed)
     _print_plan(fed, simulation)
     console.print("[dim]starting Flower's simulation engine…[/]")
     with _exit_when_stopped(registry, blobs):
-        run_ids = run(fed, overrides=_where(registry, blobs), verbose=verbose, simulation=simulation)
+        run_ids = run(fed, overrides=where, verbose=verbose, simulation=simulation)
     if report is not None:
         _write_report(registry, blobs, run_ids, report)
     if len(run_ids) > 1:
@@ -211,6 +221,7 @@ def resume(
     registry: RegistryOpt = "runs",
     blobs: BlobsOpt = None,
     verbose: Annotated[bool, typer.Option(help="Show Flower's and Ray's logs.")] = False,
+    signing_key: SigningKeyOpt = None,
 ) -> None:
     """Continue stopped or failed runs from their last committed round, strategy state included."""
     from flonnx.exchange.writable import check_registry_writable
@@ -229,7 +240,8 @@ def resume(
     specs = {s.spec.for_strategy("", {}).id for s in stored}
     if len(specs) != 1:
         raise FlonnxError("runs resumed together must share a spec (apart from the strategy)")
-    overrides: dict[str, Any] = {**_where(registry, blobs), "resume": " ".join(run_ids)}
+    overrides: dict[str, Any] = {**_where(registry, blobs), "resume": " ".join(run_ids),
+                                 **_signing(signing_key)}
     if rounds is not None:
         overrides["num-server-rounds"] = rounds
     if min_train_nodes is not None:
@@ -377,18 +389,70 @@ def lineage_show(
 @lineage_app.command("verify")
 @_friendly
 def lineage_verify(run: RunOpt = None, registry: RegistryOpt = "runs", blobs: BlobsOpt = None,
-                   all_runs: Annotated[bool, typer.Option("--all", help="Every run.")] = False) -> None:
-    """Re-hash every record and blob; exit 1 naming each mismatch."""
+                   all_runs: Annotated[bool, typer.Option("--all", help="Every run.")] = False,
+                   key: Annotated[Path | None, typer.Option(
+                       "--key", help="Check every signature with this public key (PEM or hex); "
+                                     "default: each run's recorded key.")] = None) -> None:
+    """Re-hash every record and blob and check every signature; exit 1 naming each mismatch."""
+    from flonnx.exchange.signing import load_public_key
+
+    public = None if key is None else load_public_key(key)
     reg = _open(registry, blobs)
     run_id = None if all_runs else reg.resolve_run(run)
-    checked, problems = reg.verify(run_id)
+    checked, problems = reg.verify(run_id, public)
     scope = "all runs" if run_id is None else f"run {run_id}"
+    if public is not None:
+        console.print(f"signatures checked with the given key {public.fingerprint[:16]}")
+    else:
+        for signed_run, recorded in reg.signing_keys(run_id).items():
+            console.print(
+                f"run {literal(signed_run)}: unsigned" if recorded is None else
+                f"run {literal(signed_run)}: signatures checked against the run's own recorded key "
+                f"{recorded.fingerprint[:16]} (give --key to check them against a key you trust)",
+                soft_wrap=True)
     if problems:
         for problem in problems:
             err.print(f"[red]mismatch:[/] {literal(problem)}", soft_wrap=True)
         err.print(f"[red]{len(problems)} problem(s)[/] in {literal(scope)} ({checked} items checked)")
         raise typer.Exit(1)
     console.print(f"[green]ok[/]: {checked} records and blobs of {literal(scope)} re-hash to their ids")
+
+
+@lineage_app.command("keygen")
+@_friendly
+def lineage_keygen(
+    out: Annotated[Path, Opt("-o", "--out", help="Folder for signing.key, signing.pub and "
+                                                  "signing.pub.hex.")] = Path("."),
+) -> None:
+    """Make the coordinator's Ed25519 signing key pair (simulate/resume --signing-key)."""
+    from flonnx.exchange.signing import load_public_key, write_key_pair
+
+    private, public, raw = write_key_pair(out)
+    console.print(f"private key {literal(str(private))} (keep it outside the registry; mode 600)",
+                  soft_wrap=True)
+    console.print(f"public key  {literal(str(public))} and {literal(str(raw))} (fingerprint "
+                  f"{load_public_key(public).fingerprint[:16]}; give it to whoever verifies)",
+                  soft_wrap=True)
+
+
+@app.command("verify-model")
+@_friendly
+def verify_model(
+    model: Annotated[Path, typer.Argument(help="An ONNX file flonnx export wrote.")],
+    key: Annotated[Path, typer.Option("--key", help="The coordinator's public key (PEM or hex).")],
+) -> None:
+    """Check an exported file before loading it: hashes, embedded record and signature; exit 1 if not."""
+    from flonnx.exchange.signed_export import verify_model_file
+    from flonnx.exchange.signing import load_public_key
+
+    public = load_public_key(key)
+    problems = verify_model_file(model, public)
+    if problems:
+        for problem in problems:
+            err.print(f"[red]problem:[/] {literal(problem)}", soft_wrap=True)
+        raise typer.Exit(1)
+    console.print(f"[green]verified[/]: {literal(str(model))} is the signed version it names, signed "
+                  f"by key {public.fingerprint[:16]}", soft_wrap=True)
 
 
 @lineage_app.command("migrate")
@@ -442,6 +506,12 @@ def export(
     force: Annotated[bool, typer.Option("--force", help="Replace OUTPUT (and CARD) if it exists.")] = False,
     card: Annotated[Path | None, typer.Option(
         "--card", help="Also write the model card as Markdown to this file.")] = None,
+    quantize: Annotated[str | None, typer.Option(
+        "--quantize", help="int8: ONNX Runtime dynamic quantisation, measured on the run's "
+                           "evaluation data.")] = None,
+    max_drop: Annotated[float, typer.Option(
+        "--max-drop", help="With --quantize: refuse if the headline metric drops more than this "
+                           "many percentage points.")] = 1.0,
 ) -> None:
     """Write a standalone ONNX file (with model card metadata) of any version.
 
@@ -457,12 +527,29 @@ def export(
     version_id = reg.resolve_version(version)
     if card is not None and card.exists() and not force:
         raise FlonnxError(f"{card} exists; not replaced (flonnx export --force replaces it)")
-    model = export_version(reg, version_id, measure=True)
+    if quantize not in (None, "int8"):
+        raise typer.BadParameter(f"{quantize!r} is not a supported quantisation; use int8",
+                                 param_hint="--quantize")
+    if quantize:
+        from flonnx.exchange.card import example_inputs, measured_card
+        from flonnx.exchange.quantize import quantized_version
+
+        derived = quantized_version(reg, version_id, max_drop=max_drop)
+        model = derived.model
+        for key, value in measured_card(model, example_inputs(model)).items():
+            model.metadata_props.add(key=key, value=value)
+    else:
+        model = export_version(reg, version_id, measure=True)
     path = write_model(model, output, overwrite=force)
     console.print(f"wrote {literal(path)} (version {literal(version_id[:12])})", soft_wrap=True)
+    if quantize:
+        console.print(f"int8: weights {derived.bytes_before} -> {derived.bytes_after} bytes; "
+                      f"{derived.metric} {derived.before:.4f} -> {derived.after:.4f} on the evaluation data",
+                      soft_wrap=True)
     if card is not None:
         measured = {p.key: p.value for p in model.metadata_props if p.key.startswith(MEASURED_PREFIX)}
-        text = render_markdown(card_from_metadata(model.metadata_props), measured)
+        derived_facts = {p.key: p.value for p in model.metadata_props if p.key.startswith("flonnx.derived.")}
+        text = render_markdown(card_from_metadata(model.metadata_props), measured, derived_facts)
         write_bytes(text.encode("utf-8"), card, overwrite=force)
         console.print(f"wrote {literal(card)} (model card)", soft_wrap=True)
 
@@ -679,7 +766,8 @@ def lineage_graph(
 def lineage_best(
     run: Annotated[str | None, typer.Argument(help="Run id or unique prefix (default: newest).")] = None,
     metric: Annotated[str, typer.Option(
-        "--metric", help="A metric the run's rounds recorded (loss, mse, mae: lower is better).")] = "accuracy",
+        "--metric", help="A metric the run's rounds recorded (loss, mse, mae: lower is better)."
+    )] = "accuracy",
     registry: RegistryOpt = "runs",
     blobs: BlobsOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,

@@ -18,6 +18,7 @@ from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
 from flonnx.exchange.registry import Registry
+from flonnx.exchange.signing import load_signer
 from flonnx.exchange.spec import FederationSpec
 from flonnx.exchange.writable import check_registry_writable
 from flonnx.server.federation import Federation
@@ -37,7 +38,7 @@ def resumed_settings(requested: Settings, config: Mapping[str, Any]) -> Settings
         stored = Settings.from_json(registry.run(requested.resume).config)
     rounds = requested.rounds if "num-server-rounds" in config else stored.rounds
     resumed = replace(stored.with_rounds(rounds), registry=requested.registry, blobs=requested.blobs,
-                      resume=requested.resume)
+                      resume=requested.resume, signing_key=requested.signing_key)
     if "min-train-nodes" in config:  # e.g. continue a failed run with fewer required updates
         needed = check_min_train_nodes(config["min-train-nodes"], resumed.min_available_nodes)
         resumed = replace(resumed, spec=replace(resumed.spec, min_train_nodes=needed))
@@ -55,7 +56,7 @@ def run_plan(config: Mapping[str, Any], spec: FederationSpec | None = None) -> l
     """
     if config.get("resume"):
         requested = Settings.from_run_config({k: v for k, v in config.items() if k in (
-            "registry", "blobs", "resume", "num-server-rounds")})
+            "registry", "blobs", "resume", "num-server-rounds", "signing-key")})
         plans = [resumed_settings(replace(requested, resume=run_id), config)
                  for run_id in requested.resume.replace(",", " ").split()]
         sizes: list[int | None] = [p.min_available_nodes for p in plans]
@@ -68,6 +69,8 @@ def run_plan(config: Mapping[str, Any], spec: FederationSpec | None = None) -> l
     from flonnx.server.strategies import build_strategy, check_parameters
 
     for settings, size in zip(plans, sizes, strict=True):
+        if settings.signing_key:  # an unreadable key fails here, not after the engine started
+            load_signer(settings.signing_key)
         check_min_train_nodes(settings.min_train_nodes, size)
         check_parameters(settings.strategy, settings.strategy_config,
                          None if size is None else settings.sampled_clients)

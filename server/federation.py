@@ -35,8 +35,9 @@ from flonnx.exchange.hashing import canonical_json, sha256_hex
 from flonnx.exchange.lineage import VersionKind, VersionRecord, environment, flonnx_version
 from flonnx.exchange.models import StartingModel, input_dims, input_width, load_starting_model, with_metadata
 from flonnx.exchange.preprocess import METADATA_KEY, LocalStats, Preprocessing, combine_stats
-from flonnx.exchange.registry import Registry
+from flonnx.exchange.registry import Registry, recorded_key
 from flonnx.exchange.seeds import derive_seed
+from flonnx.exchange.signing import load_signer
 from flonnx.exchange.sources import evaluation_source
 from flonnx.exchange.task import HEADLINE_METRIC
 from flonnx.server.aggregation import AggregationInput, aggregate_round, configure_round
@@ -108,6 +109,8 @@ class Federation:
         self.spec = settings.spec
         self.reporter = reporter or ConsoleReporter()
         self.registry = Registry(settings.registry, blobs=settings.blobs or None)
+        #: signs every version at commit (docs/lineage.md#signed-lineage); read before the run starts
+        self.signer = load_signer(settings.signing_key) if settings.signing_key else None
         self.built = build_strategy(settings.strategy, settings.strategy_config,
                                     settings.strategy_defaults())
         self.strategy, self.strategy_config = self.built.strategy, self.built.config
@@ -151,6 +154,7 @@ class Federation:
             **self.settings.to_json(), "spec_id": sha256_hex(canonical_json(canonical)),
             "spec_canonical": canonical,
             "model_origin": origin, **self.run_notes,
+            **({"signing_key": self.signer.run_record()} if self.signer else {}),
         })
         held.enter_context(self.registry.lock_run(run_id))
         self.on_run_created(run_id)
@@ -166,7 +170,8 @@ class Federation:
                                                record.version_id)
                         for k, reason in sorted(self._refused.items())]
             self.registry.commit(run_id, [record, *refusals], head_round=0,
-                                 head=record.version_id, state_id=self._save_state())
+                                 head=record.version_id, state_id=self._save_state(),
+                                 signer=self.signer)
             self.reporter.start(run_id, self.spec.name, record.version_id, metrics)
             head = _Head(0, record.version_id, weights, record.weights_id)
             head = self._rounds(run_id, definition, head, clients)
@@ -200,6 +205,7 @@ class Federation:
         weights = self.registry.get_weights(record.weights_id)
         self.on_run_created(run_id)
         stored = self.registry.run(run_id).config
+        self._check_signing_key(run_id, stored)
         before = Settings.from_json(stored)
         changed = {key: [old, new] for key, old, new in (
             ("rounds", before.rounds, self.settings.rounds),
@@ -223,6 +229,19 @@ class Federation:
         self.registry.set_status(run_id, "completed")
         self.reporter.finish(run_id, self.history)
         return run_id
+
+    def _check_signing_key(self, run_id: str, stored: dict[str, Any]) -> None:
+        """A resumed run goes on signed by the key it started with, or unsigned if it was."""
+        recorded = recorded_key(stored)
+        mine = self.signer.public if self.signer else None
+        if recorded is None and mine is not None:
+            raise FlonnxError(f"run {run_id} is unsigned; resume it without --signing-key")
+        if recorded is not None and mine is None:
+            raise FlonnxError(f"run {run_id} is signed (key {recorded.fingerprint[:16]}); resume it "
+                              "with --signing-key naming that key's private file")
+        if recorded is not None and mine is not None and recorded.fingerprint != mine.fingerprint:
+            raise FlonnxError(f"run {run_id} is signed by key {recorded.fingerprint[:16]}, not by "
+                              f"the given --signing-key ({mine.fingerprint[:16]})")
 
     def _interrupted(self, run_id: str, exc: Interrupted) -> Interrupted:
         """Mark the run ``interrupted``; the stop, naming the run and its last committed round."""
@@ -544,7 +563,7 @@ class Federation:
         )
         self.stop.check()  # a round the signal came during is not committed, however far it got
         self.registry.commit(run_id, [*records, aggregate], head_round=rnd, head=aggregate.version_id,
-                             state_id=self._save_state())
+                             state_id=self._save_state(), signer=self.signer)
         summary = RoundSummary(
             round=rnd, total_rounds=self.settings.rounds, sampled=sampled,
             frameworks=[u.framework for u in updates], rejected=rejected, metrics=metrics,

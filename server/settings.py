@@ -25,7 +25,8 @@ from flonnx.exchange.spec import (
 __all__ = ["SERVER_KEYS", "Settings", "check_min_train_nodes", "plan_runs"]
 
 #: Run-config keys only the coordinator reads.
-SERVER_KEYS = ("spec", "registry", "blobs", "round-timeout", "min-available-nodes", "resume")
+SERVER_KEYS = ("spec", "registry", "blobs", "round-timeout", "min-available-nodes", "resume",
+               "signing-key")
 
 _EMPTY = parse_spec({"model": "digits-mlp", "clients": 2}, source="defaults")
 
@@ -40,6 +41,9 @@ class Settings:
     min_available_nodes: int = 2
     round_timeout: float = 600.0
     resume: str = ""  # run id to continue instead of starting a new run
+    #: the coordinator's Ed25519 private key (a PEM file outside the registry; "" = unsigned run).
+    #: Not stored with the run: a resume names it again.
+    signing_key: str = ""
 
     # -- the spec's run-level facts ----------------------------------------------------------------
     @property
@@ -102,6 +106,7 @@ class Settings:
                 min_available_nodes=int(config.get("min-available-nodes", spec.clients or 2)),
                 round_timeout=float(config.get("round-timeout", cls.round_timeout)),
                 resume=str(config.get("resume", "")),
+                signing_key=str(config.get("signing-key", "")),
             )
         except (TypeError, ValueError) as exc:
             raise FlonnxError(f"invalid run config: {exc}") from exc
