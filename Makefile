@@ -10,7 +10,7 @@ export FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION := 1
 export FLWR_TELEMETRY_ENABLED := 0
 export FLWR_DISABLE_UPDATE_CHECK := 1
 
-.PHONY: setup postgresql chromium run test lint protos clean
+.PHONY: setup postgresql chromium run test lint protos clean bench bench-quick
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -55,6 +55,14 @@ lint: setup
 	@for p in exchange server client simulations; do ln -s "$(CURDIR)/$$p" $(TYPECHECK)/flonnx/$$p; done
 	cd $(TYPECHECK) && $(CURDIR)/$(VENV)/bin/mypy --config-file $(CURDIR)/pyproject.toml \
 		--cache-dir $(CURDIR)/.mypy_cache -p flonnx
+
+# Benchmarks (issue #10; not part of `make test`): JSON in benchmarks/results/, report in
+# docs/benchmarks.md. bench-quick takes a few minutes (two Ray start-ups); bench repeats more.
+bench-quick: setup
+	$(PY) -m benchmarks run --quick
+
+bench: setup
+	$(PY) -m benchmarks run --full
 
 protos: setup
 	$(PY) -m grpc_tools.protoc -Iprotos --python_out=exchange/_proto --pyi_out=exchange/_proto protos/flonnx_lineage.proto
