@@ -4,11 +4,12 @@ For an MLP of ``P`` float32 parameters (several tensors), each measured on the s
 weights (a dict of numpy arrays, as ``server/replies.py`` holds them):
 
 * ``raw_sha256``: ``hashlib.sha256`` fed each tensor's buffer (no copy) - the floor;
-* ``weights_id``: flonnx's weights id (``exchange/hashing.py``: canonical encoding + SHA-256);
+* ``weights_id``: flonnx's weights id (``exchange/hashing.py``: SHA-256 of the canonical encoding,
+  streamed tensor by tensor without building it);
 * ``validate``: ``Definition.validate`` (names, dtypes, shapes, finiteness - what a reply check runs);
 * ``check``: ``validate`` + ``weights_id``, the array work of ``server/replies.py:_check``;
-* ``streamed_id_prototype``: what ``weights_id`` could cost - the same digest, hashing each tensor in
-  place instead of building the encoding first (a prototype here, not flonnx's code);
+* ``streamed_id_prototype``: the prototype ``weights_id`` was streamed after - the same digest,
+  hashing each tensor in place instead of building the encoding first (kept as a cross-check);
 * Flower's own encoding, apart: ``Array.numpy()`` decoding of an ``ArrayRecord`` and
   ``ArrayRecord`` construction from numpy.
 
@@ -170,8 +171,10 @@ class _CountingSha256:
             frame = frame.f_back  # type: ignore[assignment]
         side = "client" if any("/client/" in f for f in files) else "server"
         names = []
-        for depth in (4, 3):  # the caller of the hashing helper, and the helper
-            code = sys._getframe(depth).f_code
+        depth = 2  # the function that asked for the digest: the hashing helper ...
+        if sys._getframe(depth).f_code.co_name == "sha256_hex":  # ... or the one that used sha256_hex
+            depth += 1
+        for code in (sys._getframe(depth + 1).f_code, sys._getframe(depth).f_code):  # caller > helper
             names.append(f"{Path(code.co_filename).parent.name}/{Path(code.co_filename).name}"
                          f":{code.co_name}")
         where = " > ".join(names)
@@ -192,8 +195,13 @@ class _CountingSha256:
         return bytes(self._h.digest())
 
 
-def count_hashes(rounds: int = 1, clients: int = 2) -> dict[str, Any]:
-    """Hashes of each client update's bytes per side, in a small in-process torch federation."""
+def count_hashes(rounds: int = 1, clients: int = 2,
+                 overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Hashes of each client update's bytes per side, in a small in-process torch federation.
+
+    ``overrides`` are further spec settings (e.g. a client-side DP strategy, whose clipping mod
+    replaces each update after training).
+    """
     from flonnx.client.app import make_client_app
     from flonnx.exchange.lineage import VersionKind
     from flonnx.exchange.registry import Registry
@@ -206,7 +214,7 @@ def count_hashes(rounds: int = 1, clients: int = 2) -> dict[str, Any]:
     log: list[tuple[str, str, str]] = []
     real = hashlib.sha256
     spec = load_spec("digits-mixed", {"clients": clients, "frameworks": f"torch:{clients}",
-                                      "rounds": rounds, "train.local-epochs": 1})
+                                      "rounds": rounds, "train.local-epochs": 1, **(overrides or {})})
     with tempfile.TemporaryDirectory() as folder:
         settings = Settings(spec=spec, registry=str(Path(folder) / "registry"),
                             min_available_nodes=clients)

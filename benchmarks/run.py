@@ -61,8 +61,9 @@ def render_b3(doc: dict[str, Any]) -> list[str]:
                    f"{size['repeats']} | " + " | ".join(cells) + " |")
     out += ["", "`check` = `Definition.validate` + `weights_id`, the array work of "
             "`server/replies.py`; `flower_*` is Flower's own encoding (reported apart); "
-            "`streamed_id_prototype` is the same digest as `weights_id` hashed tensor by tensor without "
-            "building the encoding (a prototype in `benchmarks/b3_exchange.py`, not flonnx's code).", ""]
+            "`weights_id` hashes tensor by tensor without building the encoding; "
+            "`streamed_id_prototype` is the prototype it was made from (`benchmarks/b3_exchange.py`), "
+            "kept as a cross-check of the digest.", ""]
     profiled = [s for s in res["sizes"] if "profile" in s]
     if profiled:
         s = profiled[-1]

@@ -302,6 +302,7 @@ def make_client_app(spec: FederationSpec | None = None) -> ClientApp:
         config = TrainConfig.from_config(dict(msg.content[wire.CONFIG]),
                                          int(str(lineage[wire.LINEAGE_SEED])))
         task = str(msg.content[wire.CONFIG].get(wire.CONFIG_TASK, "classification"))
+        clipping = msg.content[wire.CONFIG].get(wire.CONFIG_DP_CLIPPING) is not None
         run_spec = _spec(context, spec)
         try:
             policy = _policy(context.node_config)
@@ -327,7 +328,10 @@ def make_client_app(spec: FederationSpec | None = None) -> ClientApp:
         reply_lineage = ConfigRecord({
             wire.REPLY_BASE_VERSION: str(lineage[wire.LINEAGE_VERSION]), wire.REPLY_CLIENT: key,
             wire.REPLY_FRAMEWORK: framework, wire.REPLY_FRAMEWORK_VERSION: trainer.version(),
-            wire.REPLY_WEIGHTS_ID: weights_id(result.weights), wire.REPLY_SEED: config.seed,
+            # under client-side clipping, dp_clipping_mod replaces the weights and hashes what it
+            # sends: hashing the unclipped ones here too would be a second hash of every update
+            wire.REPLY_WEIGHTS_ID: "" if clipping else weights_id(result.weights),
+            wire.REPLY_SEED: config.seed,
             wire.REPLY_ENVIRONMENT: canonical_json(
                 {**environment(), "bundle": _bundle(context.node_config)}).decode("utf-8"),
         })

@@ -6,6 +6,10 @@ either no blob or the whole blob, never a partial one under its final name. An f
 temporary object and renames it where the file system has a rename; an object store (S3, GCS, Azure)
 has none and needs none, since an object appears only once its upload is complete. Neither store
 checks content on read: the registry re-hashes every blob it loads against its id.
+
+``put`` hashes the bytes it stores unless its caller passes their id: the registry does so when it
+has just computed the id from the same in-memory values (one hash per update on the server). A wrong
+id given there would be caught on read, where every blob is re-hashed against its name.
 """
 
 from __future__ import annotations
@@ -55,9 +59,13 @@ class BlobStore:
         _check_id(blob_id)
         return self.root / blob_id[:2] / blob_id
 
-    def put(self, data: bytes) -> str:
-        """Store ``data`` and return its id; storing the same bytes twice is a no-op."""
-        blob_id = sha256_hex(data)
+    def put(self, data: bytes, blob_id: str | None = None) -> str:
+        """Store ``data`` and return its id; storing the same bytes twice is a no-op.
+
+        ``blob_id``, if given, is trusted to be the SHA-256 of ``data`` (a caller that has just
+        computed it from the same bytes, in this process) and is not computed again.
+        """
+        blob_id = sha256_hex(data) if blob_id is None else _check_id(blob_id)
         final = self.path(blob_id)
         if final.exists():
             return blob_id
@@ -109,9 +117,12 @@ class FsspecBlobStore:
         """The blob's URL (password masked), for messages."""
         return f"{self.shown.rstrip('/')}/{blob_id[:2]}/{_check_id(blob_id)}"
 
-    def put(self, data: bytes) -> str:
-        """Store ``data`` and return its id; storing the same bytes twice is a no-op."""
-        blob_id = sha256_hex(data)
+    def put(self, data: bytes, blob_id: str | None = None) -> str:
+        """Store ``data`` and return its id; storing the same bytes twice is a no-op.
+
+        ``blob_id``, if given, is trusted to be the SHA-256 of ``data`` (see :meth:`BlobStore.put`).
+        """
+        blob_id = sha256_hex(data) if blob_id is None else _check_id(blob_id)
         final = self._key(blob_id)
         if self.fs.exists(final):
             return blob_id

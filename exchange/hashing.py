@@ -17,7 +17,7 @@ import hashlib
 import json
 import math
 import struct
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -45,29 +45,43 @@ def _little_endian(array: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(array, dtype=dtype)
 
 
-def encode_weights(weights: Mapping[str, np.ndarray]) -> bytes:
-    """Encode named tensors canonically: sorted names, dtype, shape and little-endian bytes.
+def _canonical_tensors(weights: Mapping[str, np.ndarray]) -> Iterator[tuple[bytes, memoryview]]:
+    """Per tensor in canonical order: its encoded header and a byte view of its C-order data.
 
-    The encoding depends only on the decoded values, never on how they were stored or ordered.
+    An array that is already C-contiguous and little-endian is viewed in place; any other is made so
+    on its own (one tensor at a time), never the whole update at once.
     """
-    parts = [_MAGIC, struct.pack("<I", len(weights))]
     for name in sorted(weights, key=lambda n: n.encode("utf-8")):
         array = _little_endian(np.asarray(weights[name]))
         if array.dtype.hasobject:
             raise InvalidUpdate(f"tensor {name!r}: object arrays cannot be weights")
         name_b = name.encode("utf-8")
         dtype_b = array.dtype.str.encode("ascii")
-        data = array.tobytes(order="C")
-        parts += [
+        header = b"".join([
             struct.pack("<I", len(name_b)),
             name_b,
             struct.pack("<B", len(dtype_b)),
             dtype_b,
             struct.pack("<B", array.ndim),
             struct.pack(f"<{array.ndim}Q", *array.shape),
-            struct.pack("<Q", len(data)),
-            data,
-        ]
+            struct.pack("<Q", array.nbytes),
+        ])
+        # a flat uint8 view of the contiguous array: its bytes in C order, whatever the dtype
+        if array.nbytes == 0:  # also covers zero-width dtypes, which have no uint8 view
+            yield header, memoryview(b"")
+        else:
+            yield header, memoryview(array.reshape(-1).view(np.uint8))  # type: ignore[arg-type]
+
+
+def encode_weights(weights: Mapping[str, np.ndarray]) -> bytes:
+    """Encode named tensors canonically: sorted names, dtype, shape and little-endian bytes.
+
+    The encoding depends only on the decoded values, never on how they were stored or ordered. It is
+    built with one copy of the tensors' data (into the result).
+    """
+    parts: list[bytes | memoryview] = [_MAGIC, struct.pack("<I", len(weights))]
+    for header, data in _canonical_tensors(weights):
+        parts += [header, data]
     return b"".join(parts)
 
 
@@ -106,8 +120,16 @@ def decode_weights(blob: bytes) -> dict[str, np.ndarray]:
 
 
 def weights_id(weights: Mapping[str, np.ndarray]) -> str:
-    """The weights id: SHA-256 of :func:`encode_weights`."""
-    return sha256_hex(encode_weights(weights))
+    """The weights id: SHA-256 of :func:`encode_weights`, streamed.
+
+    The digest is the same bit for bit as hashing the encoding, but the encoding is never built: each
+    tensor's header is hashed, then its data in place (see :func:`_canonical_tensors`).
+    """
+    digest = hashlib.sha256(_MAGIC + struct.pack("<I", len(weights)))
+    for header, data in _canonical_tensors(weights):
+        digest.update(header)
+        digest.update(data)
+    return digest.hexdigest()
 
 
 def _check_json_value(value: Any, path: str) -> None:

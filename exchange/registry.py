@@ -63,15 +63,17 @@ __all__ = ["Registry", "RunInfo", "StoredVersion", "mask_url", "recorded_key", "
            "strategy_state_id"]
 
 
-def _state_document(arrays: Mapping[str, np.ndarray], state: Mapping[str, Any]) -> tuple[bytes, bytes]:
-    """(encoded arrays, canonical state document) of a strategy state."""
+def _state_document(arrays: Mapping[str, np.ndarray],
+                    state: Mapping[str, Any]) -> tuple[bytes, str, bytes]:
+    """(encoded arrays, their id, canonical state document) of a strategy state."""
     encoded = encode_weights(arrays)
-    return encoded, canonical_json({"arrays_id": sha256_hex(encoded), "state": dict(state)})
+    arrays_id = sha256_hex(encoded)
+    return encoded, arrays_id, canonical_json({"arrays_id": arrays_id, "state": dict(state)})
 
 
 def strategy_state_id(arrays: Mapping[str, np.ndarray], state: Mapping[str, Any]) -> str:
     """The id :meth:`Registry.put_state` gives a strategy state, computed without storing it."""
-    return sha256_hex(_state_document(arrays, state)[1])
+    return sha256_hex(_state_document(arrays, state)[2])
 
 
 #: Spec keys a resume may change after the run recorded its canonical spec (a longer run, fewer
@@ -392,9 +394,20 @@ class Registry:
             )
         return definition
 
-    def put_weights(self, weights: Mapping[str, np.ndarray]) -> str:
-        """Store weights in their canonical encoding; returns the weights id."""
-        return self.blobs.put(encode_weights(weights))
+    def put_weights(self, weights: Mapping[str, np.ndarray], weights_id: str | None = None) -> str:
+        """Store weights in their canonical encoding; returns the weights id.
+
+        ``weights_id``, if given, must be :func:`~flonnx.exchange.hashing.weights_id` of these very
+        arrays, computed by the caller in this process (the server checks each reply's id, then stores
+        it): it is trusted, so the update is hashed once, not again here, and its encoding is not even
+        built if the blob is already stored. Nothing read is trusted this way: :meth:`get_weights` and
+        every other read path re-hash each blob they load against its id.
+        """
+        if weights_id is None:
+            return self.blobs.put(encode_weights(weights))
+        if self.blobs.exists(weights_id):
+            return weights_id
+        return self.blobs.put(encode_weights(weights), blob_id=weights_id)
 
     def get_weights(self, weights_id: str) -> dict[str, np.ndarray]:
         """Load stored weights and check their id."""
@@ -405,8 +418,8 @@ class Registry:
 
     def put_state(self, arrays: Mapping[str, np.ndarray], state: Mapping[str, Any]) -> str:
         """Store a strategy state (named arrays + a JSON-able description); returns its id."""
-        encoded, document = _state_document(arrays, state)
-        self.blobs.put(encoded)
+        encoded, arrays_id, document = _state_document(arrays, state)
+        self.blobs.put(encoded, blob_id=arrays_id)
         return self.blobs.put(document)
 
     def get_state(self, state_id: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:

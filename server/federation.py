@@ -541,7 +541,7 @@ class Federation:
     ) -> tuple[_Head, RoundSummary]:
         records = []
         for update in updates:
-            self.registry.put_weights(update.weights)
+            self.registry.put_weights(update.weights, weights_id=update.weights_id)  # checked
             records.append(VersionRecord(
                 kind=VersionKind.CLIENT_UPDATE, round=rnd, definition_id=definition.id,
                 weights_id=update.weights_id, parents=(head.version_id,), framework=update.framework,

@@ -127,6 +127,8 @@ def _check(
     if num_examples <= 0 or num_examples != int(num_examples):
         raise InvalidUpdate(f"num-examples must be a positive integer, got {num_examples}")
     weights = {name: array.numpy() for name, array in content.array_records[wire.ARRAYS].items()}
+    for array in weights.values():  # the id computed here is trusted when the update is stored
+        array.flags.writeable = False
     definition.validate(weights, source=f"update from {client.key}")
     actual = weights_id(weights)
     if actual != lineage.get(wire.REPLY_WEIGHTS_ID):

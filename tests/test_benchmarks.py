@@ -6,6 +6,7 @@ No timing is asserted: only that the JSON has its schema and the regenerated doc
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -39,13 +40,15 @@ def test_the_b3_result_has_its_schema(result: tuple[dict, Path]) -> None:
     assert {"weights_id", "validate"} == set(size["profile"])
 
 
-def test_the_hash_count_finds_every_update_hashed_on_both_sides(result: tuple[dict, Path]) -> None:
+def test_the_hash_count_finds_every_update_hashed_once_per_side(result: tuple[dict, Path]) -> None:
     count = result[0]["results"]["hash_count"]
 
     assert count["updates"] == count["clients"] * count["rounds"]
-    assert count["hashes_per_update_client_side"] >= 1
-    assert count["hashes_per_update_server_side"] >= 1
+    assert count["hashes_per_update_client_side"] == 1
+    assert count["hashes_per_update_server_side"] == 1
     assert any(k.startswith("server: ") for k in count["callers"])
+    for side in ("client", "server"):  # every update, not only the median one: one hash per side each
+        assert sum(n for k, n in count["callers"].items() if k.startswith(f"{side}: ")) == count["updates"]
 
 
 def test_the_regenerated_doc_shows_the_machine_and_the_numbers(result: tuple[dict, Path]) -> None:
@@ -59,3 +62,28 @@ def test_the_regenerated_doc_shows_the_machine_and_the_numbers(result: tuple[dic
     op = size["ops"]["weights_id"]
     assert f"{op['gb_per_s']:.2f} ({op['pct_of_raw']:.0f} %)" in text
     assert f"client side **{doc['results']['hash_count']['hashes_per_update_client_side']:g}**" in text
+
+
+def test_client_side_clipping_still_hashes_each_update_once_per_side(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """dp_clipping_mod replaces the update and hashes it; the train handler does not hash it too."""
+    import flonnx.client.app as client_app
+
+    callers: list[str] = []
+    real = client_app.weights_id
+
+    def counted(weights):  # type: ignore[no-untyped-def]
+        callers.append(sys._getframe(1).f_code.co_name)
+        return real(weights)
+
+    monkeypatch.setattr(client_app, "weights_id", counted)
+
+    count = b3_exchange.count_hashes(overrides={
+        "strategy": "dp-client-fixed",
+        "strategy-config": {"noise-multiplier": "0.01", "clipping-norm": "5.0"}})
+
+    assert count["updates"] == count["clients"] * count["rounds"]
+    for side in ("client", "server"):
+        assert sum(n for k, n in count["callers"].items() if k.startswith(f"{side}: ")) == count["updates"]
+    assert any("client/mods.py" in k for k in count["callers"])
+    assert callers and set(callers) == {"_received"}  # the app only checks the global weights it gets

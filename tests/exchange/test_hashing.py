@@ -109,3 +109,72 @@ def test_canonical_json_sorts_keys_and_rejects_nan() -> None:
     assert canonical_json({"b": 1, "a": [1.5, "x"]}) == b'{"a":[1.5,"x"],"b":1}'
     with pytest.raises(ValueError, match="non-finite"):
         canonical_json({"m": float("nan")})
+
+
+def _old_encode_weights(weights: dict[str, np.ndarray]) -> bytes:
+    """The encoding as first written (copy each tensor with ``tobytes``, join them): the reference."""
+    import struct
+
+    parts = [b"FLONNXW1", struct.pack("<I", len(weights))]
+    for name in sorted(weights, key=lambda n: n.encode("utf-8")):
+        array = np.asarray(weights[name])
+        dtype = array.dtype.newbyteorder("<") if array.dtype.byteorder == ">" else array.dtype
+        array = np.ascontiguousarray(array, dtype=dtype)
+        name_b, dtype_b, data = name.encode("utf-8"), array.dtype.str.encode("ascii"), array.tobytes()
+        parts += [struct.pack("<I", len(name_b)), name_b, struct.pack("<B", len(dtype_b)), dtype_b,
+                  struct.pack("<B", array.ndim), struct.pack(f"<{array.ndim}Q", *array.shape),
+                  struct.pack("<Q", len(data)), data]
+    return b"".join(parts)
+
+
+_DTYPES = ["<f4", ">f4", "<f8", ">f8", "<f2", "<i1", "<u1", ">i2", "<i4", ">u4", "<i8", ">u8", "?",
+           "<c8", ">c16"]
+
+
+@st.composite
+def _any_layout(draw: st.DrawFn) -> np.ndarray:
+    """An array of any dtype/byte order and shape (0-d and empty too), maybe a non-contiguous view."""
+    dtype = np.dtype(draw(st.sampled_from(_DTYPES)))
+    base = draw(hnp.arrays(dtype=dtype, shape=hnp.array_shapes(min_dims=0, max_dims=4, min_side=0,
+                                                               max_side=5)))
+    layout = draw(st.sampled_from(["as-is", "transposed", "strided", "fortran"]))
+    if layout == "transposed":
+        return base.T
+    if layout == "strided" and base.ndim:
+        return base[..., ::2]
+    if layout == "fortran":
+        return np.asfortranarray(base)
+    return base
+
+
+_unicode_names = st.text(min_size=0, max_size=10)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(_unicode_names, _any_layout(), min_size=0, max_size=6))
+def test_the_streamed_id_is_the_hash_of_the_old_encoding(weights) -> None:
+    import hashlib
+
+    reference = _old_encode_weights(weights)
+
+    assert weights_id(weights) == hashlib.sha256(reference).hexdigest()
+    assert encode_weights(weights) == reference
+
+
+def test_weights_id_hashes_contiguous_tensors_in_place(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No copy of a C-contiguous little-endian update is made: its buffers are hashed directly."""
+    weights = {"a": np.arange(1000, dtype=np.float32), "b": np.ones((30, 40), np.float64)}
+    expected = weights_id(weights)
+
+    real = np.ascontiguousarray
+    copies: list[int] = []
+
+    def watched(a: object, *args: object, **kwargs: object) -> np.ndarray:
+        out = real(a, *args, **kwargs)
+        if isinstance(a, np.ndarray) and not np.shares_memory(out, a):
+            copies.append(a.nbytes)
+        return out
+
+    monkeypatch.setattr(np, "ascontiguousarray", watched)
+    assert weights_id(weights) == expected
+    assert copies == []

@@ -148,3 +148,37 @@ def test_blob_writes_leave_no_temporary_files(populated) -> None:
 def test_opening_a_missing_registry_for_reading_says_where(tmp_path: Path) -> None:
     with pytest.raises(RegistryError, match="no flonnx registry at"):
         Registry(tmp_path / "nothing", create=False)
+
+
+def test_put_weights_with_a_known_id_stores_the_same_blob_without_hashing_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import hashlib
+
+    from flonnx.exchange.hashing import encode_weights, weights_id
+
+    weights = {"w": np.arange(12, dtype=np.float32).reshape(3, 4), "b": np.ones(3, np.float64)}
+    known = weights_id(weights)
+    registry = Registry(tmp_path / "reg")
+    hashed: list[object] = []
+    real = hashlib.sha256
+    monkeypatch.setattr(hashlib, "sha256", lambda *a, **k: hashed.append(a) or real(*a, **k))
+
+    assert registry.put_weights(weights, weights_id=known) == known
+    assert registry.put_weights(weights, weights_id=known) == known  # stored: not even encoded again
+    monkeypatch.setattr(hashlib, "sha256", real)
+
+    assert hashed == []
+    assert registry.blobs.path(known).read_bytes() == encode_weights(weights)
+    loaded = registry.get_weights(known)  # the read re-hashes the blob
+    assert weights_id(loaded) == known
+    assert registry.put_weights(weights) == known  # without an id: hashed, same blob
+
+
+def test_a_wrong_trusted_id_is_caught_when_the_blob_is_read(tmp_path: Path) -> None:
+    registry = Registry(tmp_path / "reg")
+    wrong = "ab" * 32
+
+    registry.put_weights({"w": np.ones(2, np.float32)}, weights_id=wrong)
+
+    with pytest.raises(LineageError, match="does not match its id"):
+        registry.get_weights(wrong)
