@@ -29,14 +29,24 @@ from flonnx.exchange.hashing import sha256_hex
 __all__ = [
     "ALLOWED_DOMAINS",
     "MAX_MODEL_BYTES",
+    "MAX_NODES",
+    "MAX_TENSOR_ELEMENTS",
     "Definition",
     "TensorSpec",
+    "check_graph",
     "is_model_card_key",
     "load_model_bytes",
 ]
 
 #: Upper bound on an ONNX file flonnx will parse (bytes); larger input is refused before parsing.
 MAX_MODEL_BYTES = 512 * 1024 * 1024
+
+#: Upper bound on the nodes of a graph (a definition, or a model given to ONNX Runtime or the interpreter).
+MAX_NODES = 65_536
+
+#: Upper bound on the elements of one tensor: an initializer's declared dims, and the output a
+#: ``ConstantOfShape``, ``Expand``, ``Tile``, ``Range`` or ``Pad`` asks for (1 GiB of float32).
+MAX_TENSOR_ELEMENTS = 1 << 28
 
 #: Operator domains a definition may use.
 ALLOWED_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml"})
@@ -62,8 +72,8 @@ _MODEL_CARD_KEYS = frozenset({
     # signed exports (exchange/signed_export.py)
     "flonnx.definition", "flonnx.lineage_chain", "flonnx.signature", "flonnx.signing_key",
 })
-#: Key prefixes of the card: recorded metrics, the stable card and the measured facts (exchange/card.py).
-_MODEL_CARD_PREFIXES = ("flonnx.metric.", "flonnx.card.", "flonnx.measured.")
+#: Key prefixes of the card: metrics, the stable card, measured facts, a derived export's record.
+_MODEL_CARD_PREFIXES = ("flonnx.metric.", "flonnx.card.", "flonnx.measured.", "flonnx.derived.")
 
 
 def is_model_card_key(key: str) -> bool:
@@ -114,6 +124,206 @@ def _reject_unsafe(model: onnx.ModelProto) -> None:
             f"operator domains {bad} are not allowed (allowed: {sorted(ALLOWED_DOMAINS - {''})} and "
             "the default domain)"
         )
+    check_graph(model)
+
+
+# -- structural checks of untrusted graphs (docs/reliability.md, "Hostile input") ----------------
+
+_SHAPE_OPS = frozenset({"ConstantOfShape", "Expand", "Tile", "Range", "Pad"})
+
+
+def _elements(dims: object) -> int:
+    out = 1
+    for d in dims:  # type: ignore[attr-defined]
+        out *= max(int(d), 0)
+    return out
+
+
+#: Operators the static pre-check evaluates on small integer constants (to follow a shape built from them).
+_FOLDABLE = {
+    "Identity": lambda *a: a[0],
+    "Cast": lambda *a: a[0],
+    "Squeeze": lambda *a: a[0],
+    "Unsqueeze": lambda *a: a[0],
+    "Reshape": lambda *a: a[0],
+    "Add": lambda a, b: a + b,
+    "Sub": lambda a, b: a - b,
+    "Mul": lambda a, b: a * b,
+    "Concat": lambda *a: np.concatenate(a),
+}
+
+
+def _small(tensor: TensorProto) -> np.ndarray | None:
+    if _elements(tensor.dims) > 64 or tensor.external_data:
+        return None
+    try:
+        value = numpy_helper.to_array(tensor)
+    except Exception:  # noqa: BLE001 - malformed data is reported where it is decoded
+        return None
+    # Python ints: a product of huge dims must not wrap around in int64
+    return value.reshape(-1).astype(object) if value.dtype.kind in "iub" else value.reshape(-1)
+
+
+def _int_constants(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
+    """Small constants (initializers, ``Constant`` nodes and simple arithmetic on them), flattened."""
+    out: dict[str, np.ndarray] = {}
+    for tensor in graph.initializer:
+        if not _is_weight(tensor) and (value := _small(tensor)) is not None:
+            out[tensor.name] = value
+    for node in graph.node:
+        if node.domain not in ("", "ai.onnx") or len(node.output) != 1:
+            continue
+        if node.op_type == "Constant":
+            for attr in node.attribute:
+                if attr.name == "value":
+                    value = _small(attr.t)
+                    if value is not None:
+                        out[node.output[0]] = value
+                elif attr.name in ("value_int", "value_ints"):
+                    out[node.output[0]] = np.asarray(
+                        onnx.helper.get_attribute_value(attr), dtype=object
+                    ).reshape(-1)
+            continue
+        fold = _FOLDABLE.get(node.op_type)
+        args = [out.get(n) for n in node.input[:2 if node.op_type not in ("Concat",) else None]]
+        if fold is None or not args or any(a is None for a in args):
+            continue
+        try:
+            value = np.asarray(fold(*args)).reshape(-1)
+        except Exception:  # noqa: BLE001 - shapes that do not broadcast are not followed
+            continue
+        if value.size <= 64:
+            out[node.output[0]] = value
+    return out
+
+
+def _static_shapes(graph: onnx.GraphProto, consts: dict[str, np.ndarray]) -> dict[str, tuple[int, ...]]:
+    """Known shapes of graph inputs (unknown dims taken as 1), initializers and constants."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for tensor in graph.initializer:
+        shapes[tensor.name] = tuple(int(d) for d in tensor.dims)
+    for value in graph.input:
+        dims = value.type.tensor_type.shape.dim
+        shapes.setdefault(value.name, tuple(d.dim_value if d.HasField("dim_value") else 1 for d in dims))
+    return shapes
+
+
+def _requested_elements(
+    node: onnx.NodeProto, consts: dict[str, np.ndarray], shapes: dict[str, tuple[int, ...]]
+) -> int | None:
+    """Elements of the output of a shape-making node, if its shape inputs are constants."""
+    ins = list(node.input)
+
+    def const(i: int) -> np.ndarray | None:
+        return consts.get(ins[i]) if i < len(ins) and ins[i] else None
+
+    op = node.op_type
+    if op == "ConstantOfShape" and (shape := const(0)) is not None:
+        return _elements(shape.reshape(-1))
+    if op == "Expand" and (shape := const(1)) is not None:
+        return _elements(shape.reshape(-1))
+    if op == "Tile" and (repeats := const(1)) is not None:
+        base = shapes.get(ins[0], ())
+        return _elements(base) * _elements(repeats.reshape(-1)) if base else _elements(repeats.reshape(-1))
+    if op == "Range" and all(const(i) is not None for i in range(3)):
+        start, limit, delta = (float(np.asarray(const(i)).reshape(-1)[0]) for i in range(3))
+        if delta == 0 or not all(np.isfinite((start, limit, delta))):
+            return None
+        return max(int(np.ceil((limit - start) / delta)), 0)
+    if op == "Pad":
+        pads = const(1)
+        if pads is None:
+            attr = next((a for a in node.attribute if a.name == "pads"), None)
+            pads = np.asarray(attr.ints) if attr is not None else None
+        in_shape = shapes.get(ins[0]) if ins else None
+        if pads is None or not in_shape or len(pads.reshape(-1)) != 2 * len(in_shape) or const(3) is not None:
+            return None
+        p = [int(v) for v in pads.reshape(-1)]
+        return _elements(d + p[i] + p[i + len(in_shape)] for i, d in enumerate(in_shape))
+    return None
+
+
+def check_graph(model: onnx.ModelProto, *, operators: bool = True) -> None:
+    """Refuse a graph that is hostile or malformed, before anything executes or allocates it.
+
+    Checks, in the main graph and in every subgraph (``If``, ``Loop``, ``Scan`` bodies): at most
+    :data:`MAX_NODES` nodes in all; no initializer stored as external data; every initializer
+    declares at most :data:`MAX_TENSOR_ELEMENTS` elements and no negative dim; unique initializer,
+    input and node output names, no node output redefining a name already in scope; nodes
+    topologically sorted (which also refuses cycles); a ``ConstantOfShape``, ``Expand``, ``Tile``,
+    ``Range`` or ``Pad`` whose shape inputs are initializers or ``Constant`` nodes asks for at most
+    :data:`MAX_TENSOR_ELEMENTS` elements. With ``operators`` (the default) also: every operator is
+    known to ONNX or is a function of the model.
+
+    Raises:
+        InvalidModel: The first problem found, in one line.
+    """
+    local = {(f.domain, f.name) for f in model.functions}
+    _check_graph(model.graph, set(), local, operators, [0])
+
+
+def _check_graph(
+    graph: onnx.GraphProto, outer: set[str], local: set[tuple[str, str]], operators: bool, count: list[int]
+) -> None:
+    count[0] += len(graph.node)
+    if count[0] > MAX_NODES:
+        raise InvalidModel(f"graph has more than {MAX_NODES} nodes (the limit)")
+    seen_inits: set[str] = set()
+    for tensor in graph.initializer:
+        if tensor.data_location == TensorProto.EXTERNAL or tensor.external_data:
+            raise InvalidModel(
+                f"initializer {tensor.name!r} is stored as external data; flonnx accepts only "
+                "self-contained models"
+            )
+        if any(int(d) < 0 for d in tensor.dims):
+            raise InvalidModel(f"initializer {tensor.name!r} has a negative dimension {list(tensor.dims)}")
+        if _elements(tensor.dims) > MAX_TENSOR_ELEMENTS:
+            raise InvalidModel(
+                f"initializer {tensor.name!r} declares dims {list(tensor.dims)} "
+                f"({_elements(tensor.dims)} elements); the limit is {MAX_TENSOR_ELEMENTS}"
+            )
+        if tensor.name in seen_inits:
+            raise InvalidModel(f"initializer name {tensor.name!r} is used twice")
+        seen_inits.add(tensor.name)
+    inputs = [v.name for v in graph.input]
+    if len(set(inputs)) != len(inputs):
+        dup = sorted({n for n in inputs if inputs.count(n) > 1})
+        raise InvalidModel(f"graph input name(s) {dup} are declared twice")
+    available = set(outer) | set(inputs) | seen_inits | {""}
+    consts = _int_constants(graph)
+    shapes = _static_shapes(graph, consts)
+    for index, node in enumerate(graph.node):
+        label = f"node {node.name or index!r} ({node.op_type})"
+        if operators:
+            domain = "" if node.domain == "ai.onnx" else node.domain
+            if (node.domain, node.op_type) not in local and not onnx.defs.has(node.op_type, domain):
+                raise InvalidModel(f"{label}: operator {domain or 'ai.onnx'}::{node.op_type} is not an "
+                                   "ONNX operator nor a function of the model")
+        for name in node.input:
+            if name not in available:
+                raise InvalidModel(
+                    f"{label} reads {name!r} before it is produced (a cycle, an unsorted graph or an "
+                    "unknown name)"
+                )
+        if node.op_type in _SHAPE_OPS and node.domain in ("", "ai.onnx"):
+            elements = _requested_elements(node, consts, shapes)
+            if elements is not None and elements > MAX_TENSOR_ELEMENTS:
+                raise InvalidModel(
+                    f"{label} would produce {elements} elements; the limit is {MAX_TENSOR_ELEMENTS}"
+                )
+        for attr in node.attribute:
+            subgraphs = [attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs)
+            for sub in subgraphs:
+                _check_graph(sub, available, local, operators, count)
+        for name in node.output:
+            if not name:
+                continue
+            if name in available:
+                raise InvalidModel(
+                    f"{label} writes {name!r}, which is already a graph input, an initializer or "
+                    "another node's output"
+                )
+            available.add(name)
 
 
 def _is_weight(tensor: TensorProto) -> bool:
@@ -212,13 +422,28 @@ class Definition:
         An exported file's model card is left out (see the module).
         """
         _reject_unsafe(model)
-        weights = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer if _is_weight(t)}
+        try:
+            weights = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer if _is_weight(t)}
+        except (ValueError, TypeError) as exc:
+            raise InvalidModel(f"an initializer's data does not match its dims or dtype: {exc}") from exc
         return cls(_canonical_model(model, card=False)), weights
 
     @classmethod
-    def from_bytes(cls, data: bytes, *, max_bytes: int = MAX_MODEL_BYTES) -> Definition:
-        """Parse a definition (stripped or full model) received from elsewhere."""
-        return cls(_canonical_model(load_model_bytes(data, max_bytes=max_bytes)))
+    def from_bytes(
+        cls, data: bytes, *, max_bytes: int = MAX_MODEL_BYTES, expected_id: str | None = None
+    ) -> Definition:
+        """Parse a definition (stripped or full model) received from elsewhere.
+
+        With ``expected_id`` (the id a sender announced), a definition hashing to anything else is
+        refused.
+        """
+        definition = cls(_canonical_model(load_model_bytes(data, max_bytes=max_bytes)))
+        if expected_id is not None and definition.id != expected_id:
+            raise InvalidModel(
+                f"received definition hashes to {definition.id[:12]}, the sender announced "
+                f"{str(expected_id)[:12]}"
+            )
+        return definition
 
     # -- views --------------------------------------------------------------------------------
     @property

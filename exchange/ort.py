@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import numpy as np
 import onnx
 
-from flonnx.exchange.definition import Definition
+from flonnx.exchange.definition import Definition, check_graph
 from flonnx.exchange.metrics import task_metrics
 from flonnx.exchange.task import Task, task_output
 
@@ -15,8 +15,15 @@ __all__ = ["classification_metrics", "evaluate_model", "probe_inputs", "run_mode
 
 
 def session(model: onnx.ModelProto, *, threads: int = 1):  # type: ignore[no-untyped-def]
-    """An ONNX Runtime CPU session; one intra-op thread by default so results are reproducible."""
+    """An ONNX Runtime CPU session; one intra-op thread by default so results are reproducible.
+
+    The graph is checked first (:func:`flonnx.exchange.definition.check_graph`: structure, no
+    external data, no constant-shaped allocation above ``MAX_TENSOR_ELEMENTS``), so a hostile file
+    is refused with :class:`InvalidModel` before ONNX Runtime sees it.
+    """
     import onnxruntime as ort
+
+    check_graph(model)
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads

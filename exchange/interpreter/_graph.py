@@ -45,7 +45,10 @@ def initializer_arrays(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
     for tensor in graph.initializer:
         if tensor.data_location == onnx.TensorProto.EXTERNAL:
             raise InvalidModel(f"initializer {tensor.name!r} is stored as external data; embed it")
-        arrays[tensor.name] = numpy_helper.to_array(tensor)
+        try:
+            arrays[tensor.name] = numpy_helper.to_array(tensor)
+        except (ValueError, TypeError) as exc:
+            raise InvalidModel(f"initializer {tensor.name!r} cannot be decoded: {exc}") from exc
     return arrays
 
 

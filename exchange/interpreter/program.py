@@ -21,6 +21,7 @@ import numpy as np
 import onnx
 import onnx.inliner
 
+from flonnx.exchange.definition import check_graph
 from flonnx.exchange.errors import InvalidModel, UnsupportedOp
 from flonnx.exchange.interpreter import ops as _ops  # noqa: F401 - fills the generic op table
 from flonnx.exchange.interpreter._context import Context
@@ -81,7 +82,9 @@ class Program:
     Raises:
         UnsupportedOp: Some operator (or attribute) is not implemented; the message names the
             first one, and a note lists all of them.
-        InvalidModel: The graph is malformed (unknown value, unsorted nodes, external data).
+        InvalidModel: The graph is malformed or hostile (unknown value, unsorted nodes or a cycle,
+            duplicate names, external data, too many nodes, a tensor above
+            ``MAX_TENSOR_ELEMENTS``: :func:`flonnx.exchange.definition.check_graph`).
         ValueError: The backend is unknown or not installed.
     """
 
@@ -90,6 +93,8 @@ class Program:
     ) -> None:
         if running_var not in ("unbiased", "biased"):
             raise ValueError(f"running_var must be 'unbiased' or 'biased', got {running_var!r}")
+        # Structure and sizes before anything is allocated (operators: UnsupportedOp below).
+        check_graph(model, operators=False)
         self.model = _inlined(model)
         self.backend: Backend = load_backend(backend)
         self._unbiased = running_var == "unbiased"

@@ -8,7 +8,24 @@ from typing import Any
 import numpy as np
 import onnx.helper
 
+from flonnx.exchange.definition import MAX_TENSOR_ELEMENTS
+from flonnx.exchange.errors import InvalidModel
+
 Array = Any
+
+
+def check_size(op_type: str, shape: Sequence[int]) -> tuple[int, ...]:
+    """``shape`` as ints, refused (before anything is allocated) above ``MAX_TENSOR_ELEMENTS``."""
+    dims = tuple(int(d) for d in shape)
+    count = 1
+    for d in dims:
+        count *= max(d, 0)
+    if count > MAX_TENSOR_ELEMENTS:
+        raise InvalidModel(
+            f"{op_type} would produce shape {list(dims)} ({count} elements); the limit is "
+            f"{MAX_TENSOR_ELEMENTS}"
+        )
+    return dims
 
 
 def ints(value: Any) -> tuple[int, ...]:

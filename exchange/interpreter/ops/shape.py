@@ -13,9 +13,10 @@ from typing import Any
 
 import numpy as np
 
+from flonnx.exchange.errors import InvalidModel
 from flonnx.exchange.interpreter._context import Context
 from flonnx.exchange.interpreter._registry import op
-from flonnx.exchange.interpreter.ops._common import Array, axes_of, axis_of, ints, np_dtype
+from flonnx.exchange.interpreter.ops._common import Array, axes_of, axis_of, check_size, ints, np_dtype
 
 # --- constants --------------------------------------------------------------------------------
 
@@ -48,14 +49,17 @@ def constant(
 def constant_of_shape(ctx: Context, shape: np.ndarray, *, value: np.ndarray | None = None) -> Array:
     """ONNX ``ai.onnx::ConstantOfShape`` from opset 9."""
     fill = np.zeros(1, np.float32) if value is None else np.asarray(value)
-    return np.full(ints(shape), fill.reshape(-1)[0], dtype=fill.dtype)
+    return np.full(check_size("ConstantOfShape", ints(shape)), fill.reshape(-1)[0], dtype=fill.dtype)
 
 
 @op("Range", 11, static=(0, 1, 2))
 def range_(ctx: Context, start: np.ndarray, limit: np.ndarray, delta: np.ndarray) -> np.ndarray:
     """ONNX ``ai.onnx::Range`` from opset 11."""
     s, lim, d = (np.asarray(v).reshape(()) for v in (start, limit, delta))
-    count = max(int(np.ceil((lim - s) / d)), 0)
+    if d == 0 or not np.all(np.isfinite(np.asarray([s, lim, d], dtype=np.float64))):
+        raise InvalidModel(f"Range with start {s}, limit {lim} and delta {d} has no finite length")
+    count = max(int(np.ceil((float(lim) - float(s)) / float(d))), 0)
+    check_size("Range", (count,))
     return (s + np.arange(count, dtype=s.dtype) * d).astype(s.dtype)
 
 
@@ -149,14 +153,18 @@ def transpose(ctx: Context, x: Array, *, perm: Sequence[int] | None = None) -> A
 @op("Expand", 8, static=(1,))
 def expand(ctx: Context, x: Array, shape: np.ndarray) -> Array:
     """ONNX ``ai.onnx::Expand`` from opset 8."""
-    target = np.broadcast_shapes(tuple(x.shape), ints(shape))
+    target = check_size("Expand", np.broadcast_shapes(tuple(x.shape), ints(shape)))
     return ctx.xp.broadcast_to(x, target)
 
 
 @op("Tile", 6, static=(1,))
 def tile(ctx: Context, x: Array, repeats: np.ndarray) -> Array:
     """ONNX ``ai.onnx::Tile`` from opset 6."""
-    return ctx.xp.tile(x, ints(repeats))
+    reps = ints(repeats)
+    if len(reps) != x.ndim or any(r < 0 for r in reps):
+        raise InvalidModel(f"Tile repeats {list(reps)} do not fit an input of rank {x.ndim}")
+    check_size("Tile", [d * r for d, r in zip(x.shape, reps, strict=True)])
+    return ctx.xp.tile(x, reps)
 
 
 @op("DepthToSpace", 13)
@@ -304,7 +312,10 @@ def slice_(
 def _pad(xp: Any, x: Array, pads: Sequence[int], mode: str, value: Any) -> Array:
     """Pad (negative widths crop) with the ONNX modes constant / reflect / edge / wrap."""
     n = x.ndim
+    if len(pads) != 2 * n:
+        raise InvalidModel(f"Pad widths {list(pads)} do not fit an input of rank {n}")
     begin, end = list(pads[:n]), list(pads[n:])
+    check_size("Pad", [int(d) + int(b) + int(e) for d, b, e in zip(x.shape, begin, end, strict=True)])
     crop = tuple(
         slice(max(0, -b), x.shape[i] - max(0, -e)) for i, (b, e) in enumerate(zip(begin, end, strict=True))
     )
