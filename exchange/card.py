@@ -2,7 +2,8 @@
 
 :func:`stable_card` collects what a registry records about a version — performance, fairness,
 privacy, compute and provenance — as flat ``flonnx.card.SECTION.FACT`` keys with text values. It
-reads only the registry and the version's model, so the same version always gives the same card,
+reads only the registry, the version's model and the run's evaluation data (per-class metrics,
+:mod:`flonnx.exchange.per_class`), so the same version always gives the same card,
 byte for byte: ``flonnx export`` writes it into ``metadata_props``, and :func:`card_from_metadata`
 reading those back gives exactly what ``flonnx lineage show VERSION --card`` builds.
 
@@ -67,6 +68,7 @@ def stable_card(registry: Registry, version_id: str, model: onnx.ModelProto) -> 
         card[f"{CARD_PREFIX}{section}.{fact}"] = value
 
     _performance(put, record, spec)
+    _per_class(put, registry, record, spec)
     _fairness(put, version_id, config)
     _privacy(put, record)
     _compute(put, model)
@@ -93,7 +95,36 @@ def _performance(put: _Put, record: VersionRecord, spec: Mapping[str, Any]) -> N
     else:
         for name, value in metrics.items():
             put("performance", f"metric.{name}", _number(value))
-    put("performance", "per_class", NOT_RECORDED)
+
+
+def _per_class(put: _Put, registry: Registry, record: VersionRecord, spec: Mapping[str, Any]) -> None:
+    """Per-class precision, recall, F1 and support on the run's evaluation data, computed now."""
+    from flonnx.exchange.per_class import per_class_metrics, predicted_classes
+    from flonnx.exchange.preprocess import METADATA_KEY, Preprocessing
+    from flonnx.exchange.sources import evaluation_source
+    from flonnx.exchange.spec import spec_from_json
+    from flonnx.exchange.task import num_classes
+
+    task = str(spec.get("task", ""))
+    if task == "regression":
+        put("performance", "per_class", "not applicable (regression)")
+        return
+    source = evaluation_source(spec_from_json(spec)) if spec else None
+    if source is None:
+        put("performance", "per_class", NOT_EVALUATED)
+        return
+    definition = registry.get_definition(record.definition_id)
+    vocabularies = None
+    if source.schema.categorical:
+        vocabularies = Preprocessing.from_json(definition.metadata.get(METADATA_KEY, "{}")).vocabularies
+    x, y = source.load(vocabularies)
+    predicted = predicted_classes(definition, registry.get_weights(record.weights_id), x, task)
+    n = num_classes(definition, task) or int(max(np.max(y, initial=0), np.max(predicted, initial=0))) + 1
+    classes = list(spec.get("data", {}).get("classes") or []) if isinstance(spec.get("data"), Mapping) else []
+    labels = [str(c) for c in classes] if len(classes) == n else [str(i) for i in range(n)]
+    put("performance", "per_class", f"on {source.describe()}: {len(y)} rows (server-side, ONNX Runtime)")
+    for metrics in per_class_metrics(y, predicted, labels):
+        put("performance", f"class.{metrics.label}", metrics.describe())
 
 
 def _fairness(put: _Put, version_id: str, config: Mapping[str, Any]) -> None:

@@ -22,10 +22,21 @@ from flonnx.exchange.card import example_inputs, measured_card, stable_card
 from flonnx.exchange.errors import FlonnxError
 from flonnx.exchange.evaluation import served_model
 from flonnx.exchange.lineage import VersionKind, VersionRecord
+from flonnx.exchange.preprocess import METADATA_KEY, Preprocessing, wrap_model
 from flonnx.exchange.registry import Registry
 from flonnx.exchange.signed_export import signature_card
 
-__all__ = ["export_version", "served_version", "write_bytes", "write_model"]
+__all__ = [
+    "PARITY_ATOL", "PARITY_RTOL", "check_loadable", "check_parity", "export_version", "probe_rows",
+    "served_version", "write_bytes", "write_model",
+]
+
+#: Parity of a full-precision export with the registry's weights:
+#: ``|file - registry| <= ATOL + RTOL·|registry|`` on every output of :func:`probe_rows` (both run
+#: by ONNX Runtime; a faithful export is bit-equal).
+PARITY_RTOL = 1e-5
+PARITY_ATOL = 1e-6
+PROBE_ROWS = 32
 
 #: ``link`` errors of file systems without hard links: there, an existence check and a rename.
 _NO_HARD_LINKS = frozenset({errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK, errno.ENOSYS})
@@ -66,13 +77,16 @@ def served_version(registry: Registry, version_id: str) -> tuple[VersionRecord, 
 
 
 def export_version(registry: Registry, version_id: str, *, measure: bool = False) -> onnx.ModelProto:
-    """The full model of ``version_id``: checked with ``onnx.checker`` (full check).
+    """The full model of ``version_id``, validated before anyone writes it.
 
     Its ``metadata_props`` carry the model card (:mod:`flonnx.exchange.card`): the stable card
-    always, ONNX Runtime's timings on this machine (``flonnx.measured.*``) when ``measure``.
+    always, ONNX Runtime's timings on this machine (``flonnx.measured.*``) when ``measure``. It
+    passes ``onnx.checker`` (full check), loads in ONNX Runtime, and its outputs equal those of the
+    registry's ``definition.materialize(weights)`` (:func:`check_parity`).
 
     Raises:
-        FlonnxError: ``version_id`` is a rejected reply, which has no weights.
+        FlonnxError: ``version_id`` is a rejected reply, which has no weights, or a check failed
+            (one line: which check, and why).
     """
     record, model = served_version(registry, version_id)
     weights = registry.get_weights(record.weights_id)
@@ -80,12 +94,96 @@ def export_version(registry: Registry, version_id: str, *, measure: bool = False
     card = _model_card(version_id, record, n_params)
     card.update(stable_card(registry, version_id, model))
     card.update(signature_card(registry, version_id))  # what `flonnx verify-model` checks
-    if measure:
-        card.update(measured_card(model, example_inputs(model)))
     for key, value in card.items():
         model.metadata_props.add(key=key, value=value)
-    onnx.checker.check_model(model, full_check=True)
+    check_loadable(model, f"export of {version_id[:12]}")  # before anything runs it
+    check_parity(model, registry, version_id)
+    if measure:
+        for key, value in measured_card(model, example_inputs(model)).items():
+            model.metadata_props.add(key=key, value=value)
+        onnx.checker.check_model(model, full_check=True)
     return model
+
+
+def check_loadable(model: onnx.ModelProto, what: str) -> None:
+    """``onnx.checker`` (full check) and an ONNX Runtime session; :class:`FlonnxError` in one line if not."""
+    from flonnx.exchange.ort import session
+
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except Exception as exc:  # noqa: BLE001 - onnx raises several kinds; all mean "not written"
+        raise FlonnxError(f"{what} refused: onnx.checker full check failed: {_one_line(exc)}") from None
+    try:
+        session(model)
+    except Exception as exc:  # noqa: BLE001 - ONNX Runtime's errors have no common base class
+        raise FlonnxError(f"{what} refused: ONNX Runtime cannot load it: {_one_line(exc)}") from None
+
+
+def probe_rows(model: onnx.ModelProto, *, rows: int = PROBE_ROWS, seed: int = 0) -> dict[str, np.ndarray]:
+    """Seeded inputs for every data input of ``model`` (dynamic dimensions become ``rows``).
+
+    Numbers are standard normal; text inputs (categorical columns) cycle through a few values.
+    """
+    rng = np.random.default_rng(seed)
+    initializers = {t.name for t in model.graph.initializer}
+    out: dict[str, np.ndarray] = {}
+    for value in model.graph.input:
+        if value.name in initializers:
+            continue
+        tensor = value.type.tensor_type
+        shape = [d.dim_value if d.HasField("dim_value") else rows for d in tensor.shape.dim]
+        if tensor.elem_type == onnx.TensorProto.STRING:
+            words = np.array(["", "a", "b", "F", "M"], dtype=object)
+            out[value.name] = words[rng.integers(0, len(words), size=shape)]
+        else:
+            dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type))
+            out[value.name] = rng.standard_normal(shape).astype(dtype)
+    return out
+
+
+def check_parity(model: onnx.ModelProto, registry: Registry, version_id: str) -> None:
+    """The file's outputs equal those of the registry's ``definition.materialize(weights)``.
+
+    The reference is rebuilt from the registry (with the federation's preprocessing wrapped around
+    it, as the file has it); both run with ONNX Runtime on :func:`probe_rows`, and every output must
+    agree within ``PARITY_ATOL + PARITY_RTOL·|reference|``.
+
+    Raises:
+        FlonnxError: the outputs differ (one line, naming the output and the largest difference).
+    """
+    from flonnx.exchange.ort import run_model
+
+    record = registry.record(version_id)
+    definition = registry.get_definition(record.definition_id)
+    reference = definition.materialize(registry.get_weights(record.weights_id))
+    if METADATA_KEY in definition.metadata:
+        reference = wrap_model(reference, Preprocessing.from_json(definition.metadata[METADATA_KEY]))
+    inputs = probe_rows(reference)
+    what = f"export of {version_id[:12]} refused: its outputs differ from the registry's weights"
+    try:
+        got, want = run_model(model, inputs), run_model(reference, inputs)
+    except Exception as exc:  # noqa: BLE001 - e.g. the file takes other inputs than the registry's model
+        raise FlonnxError(f"{what} ({_one_line(exc)})") from None
+    if sorted(got) != sorted(want):
+        raise FlonnxError(f"{what} (outputs {sorted(got)} instead of {sorted(want)})")
+    for name in sorted(want):
+        a, b = np.asarray(got[name]), np.asarray(want[name])
+        if a.shape != b.shape or a.dtype != b.dtype:
+            raise FlonnxError(f"{what} (output {name!r}: {a.dtype}{list(a.shape)} instead of "
+                              f"{b.dtype}{list(b.shape)})")
+        if b.dtype.kind not in "fc":
+            if not np.array_equal(a, b):
+                raise FlonnxError(f"{what} (output {name!r} differs)")
+            continue
+        if not np.allclose(a, b, rtol=PARITY_RTOL, atol=PARITY_ATOL, equal_nan=True):
+            worst = float(np.nanmax(np.abs(a.astype(np.float64) - b.astype(np.float64))))
+            raise FlonnxError(f"{what} (output {name!r}: max |difference| {worst:.3g} > tolerance "
+                              f"{PARITY_ATOL:g} + {PARITY_RTOL:g}·|value|)")
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= 300 else text[:297] + "..."
 
 
 def write_model(model: onnx.ModelProto, path: str | Path, *, overwrite: bool = False) -> Path:

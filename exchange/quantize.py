@@ -1,11 +1,14 @@
-"""Derived exports: an int8 version of an exported model, checked by the metric it costs.
+"""Derived exports: an int8 or float16 version of an exported model, checked by the metric it costs.
 
-ONNX Runtime's dynamic quantisation (``quantize_dynamic``, int8 weights) makes the derived file. Its
-check is the metric change on the run's evaluation data, measured on the derived and the original
-model alike: a derived file whose headline metric (``HEADLINE_METRIC``) drops more than
-``max_drop`` percentage points is refused, and nothing is written. The file carries its own record
-(``flonnx.derived.*``): the version it derives from, the transformation, sizes and metrics before
-and after.
+int8: ONNX Runtime's dynamic quantisation (``quantize_dynamic``, int8 weights). float16: every float32
+initializer stored as float16 and cast back to float32 by a ``Cast`` node where the graph reads it, so
+the file's inputs, outputs and arithmetic stay float32 (any CPU runtime runs it; only the stored
+weights are halved). A derived file's check is the metric change on the run's evaluation data,
+measured on the derived and the original model alike: a derived file whose headline metric
+(``HEADLINE_METRIC``) drops more than ``max_drop`` percentage points is refused, and nothing is
+written; it must also pass ``onnx.checker`` (full check) and load in ONNX Runtime. The file carries
+its own record (``flonnx.derived.*``): the version it derives from and that version's definition id,
+the file's own definition id, the transformation, sizes and metrics before and after.
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from flonnx.exchange.definition import Definition
 from flonnx.exchange.errors import FlonnxError
-from flonnx.exchange.export import export_version
+from flonnx.exchange.export import check_loadable, export_version
 from flonnx.exchange.models import input_dims
 from flonnx.exchange.ort import evaluate_model
 from flonnx.exchange.predict import run_spec
@@ -28,10 +32,17 @@ from flonnx.exchange.registry import Registry
 from flonnx.exchange.sources import evaluation_source
 from flonnx.exchange.task import HEADLINE_METRIC
 
-__all__ = ["DERIVED_PREFIX", "Derived", "quantize_int8", "quantized_version", "weight_bytes"]
+__all__ = [
+    "DERIVED_PREFIX", "TRANSFORMATIONS", "Derived", "derived_definition_id", "derived_version",
+    "float16_version", "quantize_int8", "quantized_version", "to_float16", "weight_bytes",
+]
 
 DERIVED_PREFIX = "flonnx.derived."
 TRANSFORMATION = "int8: onnxruntime.quantization.quantize_dynamic, QInt8 weights"
+FLOAT16_TRANSFORMATION = ("float16: float32 initializers stored as float16, each cast back to float32 "
+                          "by a Cast node (inputs, outputs and arithmetic stay float32)")
+#: ``--quantize int8`` / ``--float16`` -> what the file's record calls the transformation.
+TRANSFORMATIONS = {"int8": TRANSFORMATION, "float16": FLOAT16_TRANSFORMATION}
 
 
 @dataclass(frozen=True)
@@ -76,45 +87,108 @@ def quantize_int8(model: onnx.ModelProto) -> onnx.ModelProto:
     return quantized
 
 
+def to_float16(model: onnx.ModelProto) -> onnx.ModelProto:
+    """``model`` with its float32 initializers stored as float16, cast back to float32 where read.
+
+    Each converted initializer ``NAME`` becomes ``NAME.float16`` and a ``Cast(to=FLOAT)`` node at the
+    top of the graph produces ``NAME`` again, so no other node, input or output changes. An
+    initializer that is also a graph input (an overridable default) is left as it is.
+    """
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    graph = out.graph
+    inputs = {v.name for v in graph.input}
+    taken = {t.name for t in graph.initializer} | {o for n in graph.node for o in n.output} | inputs
+    casts, kept = [], []
+    for tensor in graph.initializer:
+        if tensor.data_type != onnx.TensorProto.FLOAT or tensor.name in inputs:
+            kept.append(tensor)
+            continue
+        half = tensor.name + ".float16"
+        while half in taken:
+            half += "_"
+        taken.add(half)
+        values = onnx.numpy_helper.to_array(tensor).astype(np.float16)
+        kept.append(onnx.numpy_helper.from_array(values, half))
+        casts.append(onnx.helper.make_node("Cast", [half], [tensor.name], to=onnx.TensorProto.FLOAT,
+                                           name=f"{tensor.name}.cast_float32"))
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    nodes = list(graph.node)
+    del graph.node[:]
+    graph.node.extend([*casts, *nodes])
+    return out
+
+
+def derived_definition_id(model: onnx.ModelProto) -> str:
+    """The definition id of a derived file (its graph and ``flonnx.*`` metadata, without its record).
+
+    The ``flonnx.derived.*`` record is left out: it names this id, so it cannot be part of it.
+    """
+    bare = onnx.ModelProto()
+    bare.CopyFrom(model)
+    kept = [p for p in bare.metadata_props if not p.key.startswith(DERIVED_PREFIX)]
+    del bare.metadata_props[:]
+    bare.metadata_props.extend(kept)
+    return Definition.from_model(bare)[0].id
+
+
 def quantized_version(registry: Registry, version_id: str, *, max_drop: float = 1.0) -> Derived:
-    """The int8 export of ``version_id``, measured on its run's evaluation data.
+    """The int8 export of ``version_id``, measured on its run's evaluation data (:func:`derived_version`)."""
+    return derived_version(registry, version_id, "int8", max_drop=max_drop)
+
+
+def float16_version(registry: Registry, version_id: str, *, max_drop: float = 1.0) -> Derived:
+    """The float16 export of ``version_id``, measured on the evaluation data (:func:`derived_version`)."""
+    return derived_version(registry, version_id, "float16", max_drop=max_drop)
+
+
+def derived_version(registry: Registry, version_id: str, kind: str, *, max_drop: float = 1.0) -> Derived:
+    """The ``kind`` (``int8`` or ``float16``) export of ``version_id``, measured on the evaluation data.
 
     Raises:
         FlonnxError: the run has no evaluation source, the model takes categorical text columns
-            (not supported yet), or the headline metric drops more than ``max_drop`` points.
+            (not supported yet), the headline metric drops more than ``max_drop`` points, or the
+            derived file fails ``onnx.checker`` or does not load in ONNX Runtime.
     """
+    if kind not in TRANSFORMATIONS:
+        raise FlonnxError(f"{kind!r} is not a derived export; use one of {', '.join(TRANSFORMATIONS)}")
+    option = "--quantize" if kind == "int8" else "--float16"
     original = export_version(registry, version_id)
     spec = run_spec(registry, version_id)
     source = evaluation_source(spec)
     if source is None:
         raise FlonnxError(f"the run of version {version_id[:12]} has no evaluation source; "
-                          "--quantize needs one to measure the metric change")
+                          f"{option} needs one to measure the metric change")
     meta = {p.key: p.value for p in original.metadata_props}
     if METADATA_KEY in meta and Preprocessing.from_json(meta[METADATA_KEY]).vocabularies:
-        raise FlonnxError("--quantize does not yet support models that take categorical text columns")
+        raise FlonnxError(f"{option} does not yet support models that take categorical text columns")
     x, y = source.load()
-    definition = registry.get_definition(registry.record(version_id).definition_id)
+    record_of = registry.record(version_id)
+    definition = registry.get_definition(record_of.definition_id)
     dims = input_dims(definition.proto)
     if METADATA_KEY not in meta and dims is not None and len(dims) > 1:
         x = x.reshape((len(x), *dims))
     x = np.ascontiguousarray(x, np.float32)
-    quantized = quantize_int8(original)
+    derived_model = quantize_int8(original) if kind == "int8" else to_float16(original)
+    check_loadable(derived_model, f"{kind} export of {version_id[:12]}")
     metric = HEADLINE_METRIC[spec.task]
     before = evaluate_model(original, x, y, spec.task)[metric]
-    after = evaluate_model(quantized, x, y, spec.task)[metric]
-    derived = Derived(quantized, metric, before, after, weight_bytes(original), weight_bytes(quantized))
+    after = evaluate_model(derived_model, x, y, spec.task)[metric]
+    derived = Derived(derived_model, metric, before, after, weight_bytes(original),
+                      weight_bytes(derived_model))
     if derived.drop_points > max_drop:
         raise FlonnxError(
-            f"int8 export of {version_id[:12]} refused: {metric} drops {derived.drop_points:.2f} points "
+            f"{kind} export of {version_id[:12]} refused: {metric} drops {derived.drop_points:.2f} points "
             f"({before:.4f} -> {after:.4f}) on the evaluation data, more than --max-drop {max_drop:g}")
     record = {
-        "from_version": version_id, "transformation": TRANSFORMATION,
+        "from_version": version_id, "from_definition_id": record_of.definition_id,
+        "definition_id": derived_definition_id(derived_model), "transformation": TRANSFORMATIONS[kind],
         "weight_bytes_before": str(derived.bytes_before), "weight_bytes_after": str(derived.bytes_after),
         "metric": metric, "metric_before": repr(before), "metric_after": repr(after),
         "evaluated_on": source.describe(),
     }
-    quantized.metadata_props.extend(
+    derived_model.metadata_props.extend(
         onnx.StringStringEntryProto(key=DERIVED_PREFIX + k, value=v) for k, v in record.items())
-    onnx.checker.check_model(quantized, full_check=True)
+    check_loadable(derived_model, f"{kind} export of {version_id[:12]}")
     return derived
-

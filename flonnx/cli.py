@@ -509,16 +509,21 @@ def export(
     quantize: Annotated[str | None, typer.Option(
         "--quantize", help="int8: ONNX Runtime dynamic quantisation, measured on the run's "
                            "evaluation data.")] = None,
+    float16: Annotated[bool, typer.Option(
+        "--float16", help="Store the float32 weights as float16 (cast back to float32 in the graph), "
+                          "measured on the run's evaluation data.")] = False,
     max_drop: Annotated[float, typer.Option(
-        "--max-drop", help="With --quantize: refuse if the headline metric drops more than this "
-                           "many percentage points.")] = 1.0,
+        "--max-drop", help="With --quantize or --float16: refuse if the headline metric drops more "
+                           "than this many percentage points.")] = 1.0,
 ) -> None:
     """Write a standalone ONNX file (with model card metadata) of any version.
 
     The file appears whole or not at all (a temporary file renamed into place); an existing OUTPUT
     is kept unless --force. Its metadata_props hold the model card (docs/model-card.md): the stable
     card under flonnx.card.* (the same as `flonnx lineage show VERSION --card`) and ONNX Runtime's
-    timings on this machine under flonnx.measured.*.
+    timings on this machine under flonnx.measured.*. Every export is checked before it is written:
+    onnx.checker (full check), ONNX Runtime loads it, and a full-precision file's outputs equal the
+    registry's weights' (a derived int8/float16 file: its measured metric change, see --max-drop).
     """
     from flonnx.exchange.card import MEASURED_PREFIX, card_from_metadata, render_markdown
     from flonnx.exchange.export import export_version, write_bytes, write_model
@@ -530,11 +535,14 @@ def export(
     if quantize not in (None, "int8"):
         raise typer.BadParameter(f"{quantize!r} is not a supported quantisation; use int8",
                                  param_hint="--quantize")
-    if quantize:
+    if quantize and float16:
+        raise typer.BadParameter("give --quantize int8 or --float16, not both", param_hint="--float16")
+    kind = "float16" if float16 else quantize
+    if kind:
         from flonnx.exchange.card import example_inputs, measured_card
-        from flonnx.exchange.quantize import quantized_version
+        from flonnx.exchange.quantize import derived_version
 
-        derived = quantized_version(reg, version_id, max_drop=max_drop)
+        derived = derived_version(reg, version_id, kind, max_drop=max_drop)
         model = derived.model
         for key, value in measured_card(model, example_inputs(model)).items():
             model.metadata_props.add(key=key, value=value)
@@ -542,8 +550,8 @@ def export(
         model = export_version(reg, version_id, measure=True)
     path = write_model(model, output, overwrite=force)
     console.print(f"wrote {literal(path)} (version {literal(version_id[:12])})", soft_wrap=True)
-    if quantize:
-        console.print(f"int8: weights {derived.bytes_before} -> {derived.bytes_after} bytes; "
+    if kind:
+        console.print(f"{kind}: weights {derived.bytes_before} -> {derived.bytes_after} bytes; "
                       f"{derived.metric} {derived.before:.4f} -> {derived.after:.4f} on the evaluation data",
                       soft_wrap=True)
     if card is not None:

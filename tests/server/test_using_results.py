@@ -17,11 +17,13 @@ import numpy as np
 import onnx
 import pytest
 from rich.console import Console
+from sklearn.metrics import classification_report
 from typer.testing import CliRunner
 
 from flonnx import cli
 from flonnx.cli import app
 from flonnx.client.app import app as client_app
+from flonnx.exchange import export as export_module
 from flonnx.exchange.best import best_round
 from flonnx.exchange.card import (
     MEASURED_PREFIX,
@@ -33,12 +35,21 @@ from flonnx.exchange.card import (
 from flonnx.exchange.data import read_table
 from flonnx.exchange.errors import FlonnxError
 from flonnx.exchange.evaluation import served_model
-from flonnx.exchange.export import served_version
+from flonnx.exchange.export import PARITY_ATOL, PARITY_RTOL, check_parity, served_version
 from flonnx.exchange.lineage import VersionKind, VersionRecord
 from flonnx.exchange.ort import run_model
-from flonnx.exchange.predict import predict_table
-from flonnx.exchange.quantize import DERIVED_PREFIX, weight_bytes
+from flonnx.exchange.per_class import predicted_classes
+from flonnx.exchange.predict import predict_table, run_spec
+from flonnx.exchange.preprocess import METADATA_KEY, Preprocessing
+from flonnx.exchange.quantize import (
+    DERIVED_PREFIX,
+    derived_definition_id,
+    derived_version,
+    to_float16,
+    weight_bytes,
+)
 from flonnx.exchange.registry import Registry
+from flonnx.exchange.sources import evaluation_source
 from flonnx.exchange.spec import parse_spec
 from flonnx.server.federation import Federation
 from flonnx.server.progress import Reporter
@@ -363,3 +374,183 @@ def test_an_int8_export_that_costs_too_much_is_refused_and_not_written(
     assert "refused: accuracy drops" in result.output and "more than --max-drop -100" in result.output
     assert len(result.output.strip().splitlines()) == 1
     assert not out.exists()
+
+
+def test_a_float16_export_of_the_digits_mlp_halves_the_weight_bytes_within_the_threshold(
+        digits: tuple[Path, str], tmp_path: Path) -> None:
+    registry, final = digits
+    out, card = tmp_path / "model.fp16.onnx", tmp_path / "card.md"
+
+    result = CliRunner().invoke(app, ["export", final, "--float16", "-o", str(out), "--card", str(card),
+                                      "--registry", str(registry)])
+
+    assert result.exit_code == 0, result.output
+    model = onnx.load(str(out))
+    record = {p.key: p.value for p in model.metadata_props if p.key.startswith(DERIVED_PREFIX)}
+    assert record["flonnx.derived.transformation"].startswith("float16: ")
+    assert int(record["flonnx.derived.weight_bytes_before"]) >= 1.9 * weight_bytes(model)
+    assert int(record["flonnx.derived.weight_bytes_after"]) == weight_bytes(model)
+    assert (float(record["flonnx.derived.metric_before"]) - float(record["flonnx.derived.metric_after"])) \
+        * 100 <= 1.0
+    assert {t.data_type for t in model.graph.initializer} == {onnx.TensorProto.FLOAT16}
+    assert all(v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+               for v in [*model.graph.input, *model.graph.output])
+    assert f"float16: weights {record['flonnx.derived.weight_bytes_before']} -> " in result.output
+    with Registry(registry, create=False) as reg:
+        version_definition = reg.record(final).definition_id
+    # the card names both the version's definition and the file's own
+    assert record["flonnx.derived.from_definition_id"] == version_definition
+    assert record["flonnx.derived.definition_id"] == derived_definition_id(model) != version_definition
+    text = card.read_text()
+    assert f"- definition_id: {version_definition}" in text
+    own = text.split("This file is derived")[1]
+    assert f"- definition_id: {record['flonnx.derived.definition_id']}" in own
+
+
+def test_an_int8_file_names_its_own_definition_id(digits: tuple[Path, str], tmp_path: Path) -> None:
+    registry, final = digits
+    with Registry(registry, create=False) as reg:
+        derived = derived_version(reg, final, "int8")
+        version_definition = reg.record(final).definition_id
+    record = {p.key: p.value for p in derived.model.metadata_props if p.key.startswith(DERIVED_PREFIX)}
+
+    assert record["flonnx.derived.from_definition_id"] == version_definition
+    assert record["flonnx.derived.definition_id"] == derived_definition_id(derived.model)
+    assert record["flonnx.derived.definition_id"] != version_definition
+
+
+def test_a_float16_export_that_costs_too_much_is_refused_and_not_written(
+        digits: tuple[Path, str], tmp_path: Path) -> None:
+    registry, final = digits
+    out = tmp_path / "model.fp16.onnx"
+
+    result = CliRunner().invoke(app, ["export", final, "--float16", "--max-drop", "-100", "-o", str(out),
+                                      "--registry", str(registry)])
+
+    assert result.exit_code == 1
+    assert result.output.startswith(f"error: float16 export of {final[:12]} refused: accuracy drops")
+    assert len(result.output.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_float16_keeps_inputs_outputs_and_results_in_float32() -> None:
+    definition, weights = gemm_mlp(4, 8, 3)
+    model = definition.materialize(weights)
+    x = {"x": np.random.default_rng(0).standard_normal((5, 4)).astype(np.float32)}
+
+    half = to_float16(model)
+
+    onnx.checker.check_model(half, full_check=True)
+    assert sum(n.op_type == "Cast" for n in half.graph.node) == len(model.graph.initializer)
+    np.testing.assert_allclose(run_model(half, x)["y"], run_model(model, x)["y"], rtol=1e-2, atol=1e-2)
+
+
+# -- validation before writing -----------------------------------------------------------------------
+def _corrupt_a_weight(model: onnx.ModelProto) -> onnx.ModelProto:
+    tensor = model.graph.initializer[0]
+    values = onnx.numpy_helper.to_array(tensor).copy()
+    values.flat[0] += 0.5
+    tensor.CopyFrom(onnx.numpy_helper.from_array(values, tensor.name))
+    return model
+
+
+def test_an_export_whose_weights_differ_from_the_registry_is_refused_and_not_written(
+        digits: tuple[Path, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    registry, final = digits
+    built = export_module.served_model
+    monkeypatch.setattr(export_module, "served_model", lambda d, w: _corrupt_a_weight(built(d, w)))
+    out = tmp_path / "model.onnx"
+
+    result = CliRunner().invoke(app, ["export", final, "-o", str(out), "--registry", str(registry)])
+
+    assert result.exit_code == 1
+    assert result.output.startswith(f"error: export of {final[:12]} refused: its outputs differ from "
+                                    "the registry's weights (output ")
+    assert f"tolerance {PARITY_ATOL:g} + {PARITY_RTOL:g}" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_an_export_that_fails_the_checker_is_refused_and_not_written(
+        digits: tuple[Path, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    registry, final = digits
+    built = export_module.served_model
+
+    def broken(definition: Any, weights: Any) -> onnx.ModelProto:
+        model = built(definition, weights)
+        model.graph.output[0].type.tensor_type.elem_type = onnx.TensorProto.DOUBLE  # it computes float
+        return model
+
+    monkeypatch.setattr(export_module, "served_model", broken)
+    out = tmp_path / "model.onnx"
+
+    result = CliRunner().invoke(app, ["export", final, "-o", str(out), "--registry", str(registry)])
+
+    assert result.exit_code == 1
+    assert result.output.startswith(f"error: export of {final[:12]} refused: onnx.checker full check "
+                                    "failed: ")
+    assert len(result.output.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_a_faithful_export_passes_parity_with_the_registry(digits: tuple[Path, str]) -> None:
+    registry, final = digits
+    with Registry(registry, create=False) as reg:
+        model = export_module.export_version(reg, final)
+        check_parity(model, reg, final)  # raises if not
+        with pytest.raises(FlonnxError, match="its outputs differ from the registry's weights"):
+            check_parity(_corrupt_a_weight(model), reg, final)
+
+
+# -- per-class metrics on the card -------------------------------------------------------------------
+def _card_classes(card: dict[str, str]) -> dict[str, dict[str, float]]:
+    prefix = "flonnx.card.performance.class."
+    return {k[len(prefix):]: {f: float(v) for f, v in (part.split("=") for part in text.split())}
+            for k, text in card.items() if k.startswith(prefix)}
+
+
+def _report_matches(card: dict[str, str], reg: Registry, version_id: str, labels: list[str]) -> None:
+    spec = run_spec(reg, version_id)
+    source = evaluation_source(spec)
+    assert source is not None
+    record = reg.record(version_id)
+    definition = reg.get_definition(record.definition_id)
+    vocabularies = None
+    if source.schema.categorical:
+        vocabularies = Preprocessing.from_json(definition.metadata[METADATA_KEY]).vocabularies
+    x, y = source.load(vocabularies)
+    predicted = predicted_classes(definition, reg.get_weights(record.weights_id), x, spec.task)
+    assert float(np.mean(predicted == y)) == pytest.approx(record.metrics["accuracy"])  # the server's
+    report = classification_report(y, predicted, labels=list(range(len(labels))), target_names=labels,
+                                   output_dict=True, zero_division=0)
+    classes = _card_classes(card)
+    assert list(classes) == labels
+    for label in labels:
+        assert classes[label] == pytest.approx({
+            "precision": report[label]["precision"], "recall": report[label]["recall"],
+            "f1": report[label]["f1-score"], "support": report[label]["support"]}, abs=1e-12)
+    assert card["flonnx.card.performance.per_class"].endswith(f": {len(y)} rows (server-side, ONNX Runtime)")
+
+
+def test_the_card_has_per_class_metrics_of_the_evaluation_data(federation: dict[str, Any]) -> None:
+    final = _id(federation, -1)
+    with Registry(federation["registry"], create=False) as reg:
+        card = stable_card(reg, final, served_version(reg, final)[1])
+        _report_matches(card, reg, final, list(CLASSES))
+    assert card["flonnx.card.performance.per_class"].startswith("on evaluation.csv: 40 rows")
+
+
+def test_the_digits_card_has_per_class_metrics_of_ten_digits(digits: tuple[Path, str]) -> None:
+    registry, final = digits
+    with Registry(registry, create=False) as reg:
+        card = stable_card(reg, final, served_version(reg, final)[1])
+        _report_matches(card, reg, final, [str(d) for d in range(10)])
+
+
+def test_a_card_without_an_evaluation_source_has_no_per_class_metrics(tmp_path: Path) -> None:
+    registry, _, ids = _registry_with_rounds(tmp_path, [0.5])
+
+    result = CliRunner().invoke(app, ["lineage", "show", ids[0], "--card", "--registry", str(registry)])
+
+    assert "- per_class: not evaluated\n" in result.output
+    assert "- class." not in result.output

@@ -1,0 +1,76 @@
+"""Per-class metrics of a version on its run's evaluation data, for the model card.
+
+The rows are the server's evaluation source (:func:`flonnx.exchange.sources.evaluation_source`: the
+spec's hold-out or evaluation file) and the model the one the server evaluates with
+(:func:`flonnx.exchange.evaluation.evaluate_rows`: the served model minus its string encoding, run by
+ONNX Runtime). A class's precision, recall and F1 are those of ``sklearn.metrics.classification_report``
+(``zero_division=0``: a class never predicted has precision 0); its support is its count in the rows.
+Everything is deterministic in the registry and the spec.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from flonnx.exchange.definition import Definition
+from flonnx.exchange.models import input_dims
+from flonnx.exchange.ort import session
+from flonnx.exchange.preprocess import METADATA_KEY, Preprocessing, wrap_model
+from flonnx.exchange.task import OutputKind, Task, task_output
+
+__all__ = ["ClassMetrics", "per_class_metrics", "predicted_classes"]
+
+
+@dataclass(frozen=True)
+class ClassMetrics:
+    """One class's precision, recall, F1 and support (its number of rows)."""
+
+    label: str
+    precision: float
+    recall: float
+    f1: float
+    support: int
+
+    def describe(self) -> str:
+        """``precision=… recall=… f1=… support=N`` (floats as ``repr``: exact and stable)."""
+        return (f"precision={self.precision!r} recall={self.recall!r} f1={self.f1!r} "
+                f"support={self.support}")
+
+
+def predicted_classes(definition: Definition, weights: Mapping[str, np.ndarray], x: np.ndarray,
+                      task: Task | str, *, batch_size: int = 4096) -> np.ndarray:
+    """The class index the version predicts for each row of ``x`` (as ``evaluate_rows`` sees them)."""
+    model = definition.materialize(weights)
+    if METADATA_KEY in definition.metadata:
+        pre = Preprocessing.from_json(definition.metadata[METADATA_KEY])
+        model = wrap_model(model, replace(pre, vocabularies=()))
+    dims = input_dims(model)
+    if dims is not None and len(dims) > 1:
+        x = x.reshape((len(x), *dims))
+    x = np.ascontiguousarray(x, np.float32)
+    output = task_output(model, task)
+    sess = session(model)
+    name = sess.get_inputs()[0].name
+    raw = np.concatenate([sess.run([output.name], {name: x[i: i + batch_size]})[0]
+                          for i in range(0, len(x), batch_size)])
+    if output.kind.per_class:
+        return np.argmax(raw, axis=1).astype(np.int64)
+    threshold = 0.0 if output.kind is OutputKind.LOGIT else 0.5
+    return (raw.reshape(len(x)) > threshold).astype(np.int64)
+
+
+def per_class_metrics(y: np.ndarray, predicted: np.ndarray, labels: Sequence[str]) -> list[ClassMetrics]:
+    """Precision, recall, F1 and support of each class ``0 .. len(labels)-1``, named by ``labels``."""
+    y, predicted = np.asarray(y, np.int64), np.asarray(predicted, np.int64)
+    out = []
+    for index, label in enumerate(labels):
+        hits = int(np.sum((predicted == index) & (y == index)))
+        predicted_n, support = int(np.sum(predicted == index)), int(np.sum(y == index))
+        precision = hits / predicted_n if predicted_n else 0.0
+        recall = hits / support if support else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        out.append(ClassMetrics(str(label), float(precision), float(recall), float(f1), support))
+    return out
