@@ -40,6 +40,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord
 from flwr.clientapp.typing import ClientAppCallable
 from flwr.common.constant import ErrorCode
 
+from flonnx.exchange.blobstore import fsync_dir
 from flonnx.exchange.errors import FlonnxError
 
 __all__ = ["AUDIT_FORMAT", "audit_mod", "read_array", "write_audit"]
@@ -101,7 +102,7 @@ def write_audit(folder: Path, message_type: str, message: Message,
         text = json.dumps(record, indent=1, sort_keys=True, ensure_ascii=False, allow_nan=False)
         path = folder / f"{stem}.json"
         _write_atomic(path, text.encode("utf-8") + b"\n")
-        _fsync_dir(folder)
+        fsync_dir(folder)
     except OSError as exc:
         raise FlonnxError(f"site audit: cannot write to {folder}: {exc.strerror or exc}; the reply "
                           "was not sent") from None
@@ -151,10 +152,3 @@ def _write_atomic(path: Path, data: bytes) -> None:
     finally:
         tmp.unlink(missing_ok=True)
 
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

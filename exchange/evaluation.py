@@ -40,6 +40,18 @@ def evaluate_rows(
     :meth:`flonnx.exchange.sources.DataSource.load` gives them): the served model minus its string
     encoding (which ``tests/exchange/test_preprocess.py`` checks against the full one).
     """
+    model, x = evaluation_inputs(definition, weights, x)
+    return evaluate_model(model, x, y, task)
+
+
+def evaluation_inputs(
+    definition: Definition, weights: Mapping[str, np.ndarray], x: np.ndarray
+) -> tuple[onnx.ModelProto, np.ndarray]:
+    """The model the server evaluates and ``x`` as that model takes it.
+
+    The model has the preprocessing wrapped in, minus its string encoding; ``x`` is reshaped to the
+    model's input dims, contiguous float32.
+    """
     model = definition.materialize(weights)
     if METADATA_KEY in definition.metadata:
         pre = Preprocessing.from_json(definition.metadata[METADATA_KEY])
@@ -47,4 +59,4 @@ def evaluate_rows(
     dims = input_dims(model)
     if dims is not None and len(dims) > 1:
         x = x.reshape((len(x), *dims))
-    return evaluate_model(model, np.ascontiguousarray(x, np.float32), y, task)
+    return model, np.ascontiguousarray(x, np.float32)

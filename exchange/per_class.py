@@ -11,14 +11,13 @@ Everything is deterministic in the registry and the spec.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
 from flonnx.exchange.definition import Definition
-from flonnx.exchange.models import input_dims
+from flonnx.exchange.evaluation import evaluation_inputs
 from flonnx.exchange.ort import session
-from flonnx.exchange.preprocess import METADATA_KEY, Preprocessing, wrap_model
 from flonnx.exchange.task import OutputKind, Task, task_output
 
 __all__ = ["ClassMetrics", "per_class_metrics", "predicted_classes"]
@@ -43,14 +42,7 @@ class ClassMetrics:
 def predicted_classes(definition: Definition, weights: Mapping[str, np.ndarray], x: np.ndarray,
                       task: Task | str, *, batch_size: int = 4096) -> np.ndarray:
     """The class index the version predicts for each row of ``x`` (as ``evaluate_rows`` sees them)."""
-    model = definition.materialize(weights)
-    if METADATA_KEY in definition.metadata:
-        pre = Preprocessing.from_json(definition.metadata[METADATA_KEY])
-        model = wrap_model(model, replace(pre, vocabularies=()))
-    dims = input_dims(model)
-    if dims is not None and len(dims) > 1:
-        x = x.reshape((len(x), *dims))
-    x = np.ascontiguousarray(x, np.float32)
+    model, x = evaluation_inputs(definition, weights, x)
     output = task_output(model, task)
     sess = session(model)
     name = sess.get_inputs()[0].name

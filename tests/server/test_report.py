@@ -315,9 +315,11 @@ def test_simulate_with_report_writes_it_after_the_runs(compared: Compared, tmp_p
 # -- in a real browser -----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def page() -> Iterator[Any]:
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is in the dev extra")
+    from playwright import sync_api  # the dev extra installs it: missing is a failure, not a skip
+
     if not CHROMIUM.exists() and shutil.which("chromium") is None:
-        pytest.skip("Debian's chromium is not installed (make test and .ci/run install it as root)")
+        pytest.fail("Debian's chromium is missing: make test and .ci/run install it as root "
+                    "(apt-get install -y chromium); the browser tests need it")
     with sync_api.sync_playwright() as pw:
         executable = str(CHROMIUM) if CHROMIUM.exists() else shutil.which("chromium")
         browser = pw.chromium.launch(executable_path=executable, args=["--no-sandbox"])
