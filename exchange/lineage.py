@@ -135,11 +135,46 @@ def flonnx_version() -> str:
         return "unknown"
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux, else what ``platform`` knows), one line."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as info:
+            for line in info:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and value.strip():
+                    return " ".join(value.split())[:200]
+    except OSError:
+        pass
+    return " ".join((platform.processor() or platform.machine() or "unknown").split())[:200]
+
+
+def cpu_simd() -> str:
+    """The SIMD instruction sets NumPy dispatches to on this CPU (baseline, then the extra targets found).
+
+    The numeric kernels of the frameworks pick their code paths from the same CPU features, so two
+    machines that differ here may round local training differently: the environment records it so
+    that a record explains a difference in ids. ``"unknown"`` when NumPy does not expose the list.
+    """
+    try:
+        from numpy._core import _multiarray_umath as umath
+    except ImportError:  # pragma: no cover - NumPy < 2 or a changed private module
+        return "unknown"
+    features = getattr(umath, "__cpu_features__", {})
+    baseline = list(getattr(umath, "__cpu_baseline__", []))
+    found = [t for t in getattr(umath, "__cpu_dispatch__", []) if features.get(t)]
+    return " ".join(baseline + found) or "unknown"
+
+
 def environment(packages: Iterable[str] = _ENV_PACKAGES) -> dict[str, str]:
-    """The software environment a version was produced in: Python, platform, package versions."""
+    """The environment a version was produced in: Python, platform, CPU and its SIMD, package versions.
+
+    Version ids hash it: a run reproduces bit for bit on the same CPU features and package versions.
+    """
     env = {
         "python": ".".join(str(p) for p in sys.version_info[:3]),
         "platform": f"{platform.system()}-{platform.machine()}",
+        "cpu": cpu_model(),
+        "cpu-simd": cpu_simd(),
     }
     for name in packages:
         try:

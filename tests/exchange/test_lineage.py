@@ -64,3 +64,17 @@ def test_generated_python_matches_the_proto_source(tmp_path: Path) -> None:
     committed = descriptor_pb2.FileDescriptorProto.FromString(flonnx_lineage_pb2.DESCRIPTOR.serialized_pb)
 
     assert committed == compiled, "protos/ changed: run `make protos` and commit exchange/_proto"
+
+
+def test_environment_records_the_cpu_and_the_simd_numpy_dispatches_to() -> None:
+    """A difference in local training across machines must be explainable from the record."""
+    from numpy._core import _multiarray_umath as umath
+
+    from flonnx.exchange.lineage import environment
+
+    env = environment()
+    assert env["cpu"] and "\n" not in env["cpu"] and len(env["cpu"]) <= 200
+    found = [t for t in umath.__cpu_dispatch__ if umath.__cpu_features__.get(t)]
+    assert env["cpu-simd"].split() == list(umath.__cpu_baseline__) + found
+    # the same call twice gives the same record (ids hash it)
+    assert environment() == env

@@ -1,0 +1,1 @@
+"""Mutation testing (cosmic-ray) of the modules that carry the promises; ``make mutation``."""

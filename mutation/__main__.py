@@ -1,0 +1,5 @@
+"""``python -m mutation``: see :mod:`mutation.run`."""
+
+from mutation.run import main
+
+raise SystemExit(main())

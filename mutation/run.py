@@ -1,0 +1,136 @@
+"""Mutation testing of the modules that carry flonnx's promises, with cosmic-ray (issue #11).
+
+``make mutation`` (or ``python -m mutation [--module exchange/hashing.py ...] [--timeout S]``):
+
+1. clones the committed tree into ``build/mutation/src`` (cosmic-ray rewrites files in place, so it
+   never touches the working tree) and lays out ``build/mutation/view/flonnx`` as symlinks to the
+   clone's folders, first on ``PYTHONPATH``, so the tests import the mutated clone and not the
+   editable install;
+2. for each module, runs cosmic-ray (``init``, ``baseline``, ``exec``) with the test files that guard
+   that module (``pytest -x``: the first failure kills the mutant; a timeout counts as killed);
+3. writes ``build/mutation/results.json`` (kill rate per module, and every survivor with its line,
+   operator and diff) and prints the table ``docs/reliability.md`` quotes.
+
+Not part of ``make test``: one module takes minutes to an hour on two cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / "build" / "mutation"
+
+#: module -> the test files that guard it (no Ray, no servers: each mutant runs them with ``-x``).
+MODULES: dict[str, list[str]] = {
+    "exchange/seeds.py": ["tests/exchange/test_seeds_and_sampling.py"],
+    "server/sampling.py": ["tests/exchange/test_seeds_and_sampling.py"],
+    "exchange/hashing.py": ["tests/exchange/test_hashing.py"],
+    "exchange/blobstore.py": ["tests/exchange/test_blobstore.py"],
+    "exchange/parity.py": ["tests/exchange/test_check.py"],
+    "exchange/lineage.py": ["tests/exchange/test_lineage.py", "tests/exchange/test_run_record.py"],
+    "server/strategy_state.py": ["tests/server/test_strategy_state.py"],
+}
+
+PACKAGES = ("exchange", "server", "client", "simulations")
+
+
+def _prepare(source: Path) -> Path:
+    """A fresh clone of the committed tree and the ``flonnx`` import view over it."""
+    shutil.rmtree(WORK, ignore_errors=True)
+    WORK.mkdir(parents=True)
+    subprocess.run(["git", "clone", "-q", "--no-hardlinks", str(source), str(WORK / "src")], check=True)
+    view = WORK / "view" / "flonnx"
+    view.mkdir(parents=True)
+    for path in sorted((WORK / "src" / "flonnx").glob("*.py")):
+        (view / path.name).symlink_to(path)
+    for package in PACKAGES:
+        (view / package).symlink_to(WORK / "src" / package)
+    return WORK / "view"
+
+
+def _config(module: str, tests: list[str], timeout: float) -> str:
+    command = " ".join([shlex.quote(sys.executable), "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
+                        "-m", "not e2e and not deployment and not browser", *tests])
+    return "\n".join([
+        "[cosmic-ray]",
+        f"module-path = {json.dumps(module)}",
+        f"timeout = {timeout}",
+        "excluded-modules = []",
+        f"test-command = {json.dumps(command)}",
+        "",
+        "[cosmic-ray.distributor]",
+        'name = "local"',
+        "",
+    ])
+
+
+def _results(session: Path) -> dict[str, object]:
+    from cosmic_ray.work_db import WorkDB, use_db
+    from cosmic_ray.work_item import TestOutcome
+
+    killed = survived = incompetent = 0
+    survivors = []
+    with use_db(str(session), WorkDB.Mode.open) as db:
+        for item, result in db.completed_work_items:
+            if result.test_outcome == TestOutcome.KILLED:
+                killed += 1
+            elif result.test_outcome == TestOutcome.SURVIVED:
+                survived += 1
+                spec = item.mutations[0]
+                survivors.append({"line": spec.start_pos[0], "operator": spec.operator_name,
+                                  "occurrence": spec.occurrence, "diff": result.diff})
+            else:
+                incompetent += 1
+    total = killed + survived
+    return {"mutants": total, "killed": killed, "survived": survived, "incompetent": incompetent,
+            "kill_rate": round(killed / total, 4) if total else None, "survivors": survivors}
+
+
+def run_module(module: str, tests: list[str], view: Path, timeout: float) -> dict[str, object]:
+    """cosmic-ray over one module of the clone; returns its counts and survivors."""
+    src = WORK / "src"
+    name = module.replace("/", "_").removesuffix(".py")
+    config, session = WORK / f"{name}.toml", WORK / f"{name}.sqlite"
+    config.write_text(_config(module, tests, timeout), encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": str(view)}
+    cosmic = [str(Path(sys.executable).parent / "cosmic-ray")]
+    started = time.monotonic()
+    subprocess.run([*cosmic, "init", str(config), str(session)], cwd=src, env=env, check=True)
+    baseline = subprocess.run([*cosmic, "baseline", str(config)], cwd=src, env=env,
+                              capture_output=True, text=True)
+    if baseline.returncode != 0:
+        raise SystemExit(f"{module}: the unmutated tests fail, fix them first:\n{baseline.stdout[-2000:]}")
+    subprocess.run([*cosmic, "exec", str(config), str(session)], cwd=src, env=env, check=True)
+    return {"module": module, "tests": tests, "seconds": round(time.monotonic() - started, 1),
+            **_results(session)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mutation", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--module", action="append", choices=sorted(MODULES),
+                        help="only this module (repeatable; default: all)")
+    parser.add_argument("--timeout", type=float, default=120.0, help="seconds per mutant's tests")
+    args = parser.parse_args(argv)
+    view = _prepare(ROOT)
+    results = []
+    for module in args.module or list(MODULES):
+        result = run_module(module, MODULES[module], view, args.timeout)
+        results.append(result)
+        print(f"{module}: {result['killed']}/{result['mutants']} killed "
+              f"({result['kill_rate']}), {result['seconds']} s", flush=True)
+    (WORK / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    print("\n| module | mutants | killed | kill rate | survivors |\n|---|---|---|---|---|")
+    for r in results:
+        rate = "n/a" if r["kill_rate"] is None else f"{100 * float(r['kill_rate']):.0f} %"  # type: ignore[arg-type]
+        print(f"| `{r['module']}` | {r['mutants']} | {r['killed']} | {rate} | {r['survived']} |")
+    print(f"\nsurvivors: {WORK / 'results.json'}")
+    return 0
