@@ -58,8 +58,8 @@ def _prepare(source: Path) -> Path:
 
 
 def _config(module: str, tests: list[str], timeout: float) -> str:
-    command = " ".join([shlex.quote(sys.executable), "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
-                        "-m", "not e2e and not deployment and not browser", *tests])
+    command = shlex.join([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
+                          "-m", "not e2e and not deployment and not browser", *tests])
     return "\n".join([
         "[cosmic-ray]",
         f"module-path = {json.dumps(module)}",
