@@ -3,9 +3,8 @@
 ``make mutation`` (or ``python -m mutation [--module exchange/hashing.py ...] [--timeout S]``):
 
 1. clones the committed tree into ``build/mutation/src`` (cosmic-ray rewrites files in place, so it
-   never touches the working tree) and lays out ``build/mutation/view/flonnx`` as symlinks to the
-   clone's folders, first on ``PYTHONPATH``, so the tests import the mutated clone and not the
-   editable install;
+   never touches the working tree) and links the clone's ``flonnx/`` package to its own folders, so
+   the tests import the mutated clone and not the editable install;
 2. for each module, runs cosmic-ray (``init``, ``baseline``, ``exec``) with the test files that guard
    that module (``pytest -x``: the first failure kills the mutant; a timeout counts as killed);
 3. writes ``build/mutation/results.json`` (kill rate per module, and every survivor with its line,
@@ -44,17 +43,24 @@ PACKAGES = ("exchange", "server", "client", "simulations")
 
 
 def _prepare(source: Path) -> Path:
-    """A fresh clone of the committed tree and the ``flonnx`` import view over it."""
+    """A fresh clone of the committed tree whose ``flonnx`` package links to the clone's folders.
+
+    The clone's ``flonnx/`` gets symlinks ``exchange``, ``server``, ... to its own folders, and the
+    clone goes first on ``PYTHONPATH``: ``flonnx.exchange`` then resolves to the mutated clone (in the
+    test process and in any subprocess it starts), never to the editable install of the checkout.
+    """
     shutil.rmtree(WORK, ignore_errors=True)
     WORK.mkdir(parents=True)
-    subprocess.run(["git", "clone", "-q", "--no-hardlinks", str(source), str(WORK / "src")], check=True)
-    view = WORK / "view" / "flonnx"
-    view.mkdir(parents=True)
-    for path in sorted((WORK / "src" / "flonnx").glob("*.py")):
-        (view / path.name).symlink_to(path)
+    src = WORK / "src"
+    subprocess.run(["git", "clone", "-q", "--no-hardlinks", str(source), str(src)], check=True)
     for package in PACKAGES:
-        (view / package).symlink_to(WORK / "src" / package)
-    return WORK / "view"
+        (src / "flonnx" / package).symlink_to(src / package)
+    probe = subprocess.run([sys.executable, "-c", "import flonnx.exchange.hashing as m; print(m.__file__)"],
+                           cwd=WORK, env={**os.environ, "PYTHONPATH": str(src)}, capture_output=True,
+                           text=True, check=True)
+    if not Path(probe.stdout.strip()).resolve().is_relative_to(src.resolve()):
+        raise SystemExit(f"the clone does not shadow the installed flonnx: {probe.stdout.strip()}")
+    return src
 
 
 def _config(module: str, tests: list[str], timeout: float) -> str:
@@ -95,13 +101,13 @@ def _results(session: Path) -> dict[str, object]:
             "kill_rate": round(killed / total, 4) if total else None, "survivors": survivors}
 
 
-def run_module(module: str, tests: list[str], view: Path, timeout: float) -> dict[str, object]:
+def run_module(module: str, tests: list[str], clone: Path, timeout: float) -> dict[str, object]:
     """cosmic-ray over one module of the clone; returns its counts and survivors."""
     src = WORK / "src"
     name = module.replace("/", "_").removesuffix(".py")
     config, session = WORK / f"{name}.toml", WORK / f"{name}.sqlite"
     config.write_text(_config(module, tests, timeout), encoding="utf-8")
-    env = {**os.environ, "PYTHONPATH": str(view)}
+    env = {**os.environ, "PYTHONPATH": str(clone)}
     cosmic = [str(Path(sys.executable).parent / "cosmic-ray")]
     started = time.monotonic()
     subprocess.run([*cosmic, "init", str(config), str(session)], cwd=src, env=env, check=True)
@@ -115,15 +121,16 @@ def run_module(module: str, tests: list[str], view: Path, timeout: float) -> dic
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run cosmic-ray over the chosen modules; print and save kill rates and survivors."""
     parser = argparse.ArgumentParser(prog="python -m mutation", description=__doc__.split("\n\n")[0])
     parser.add_argument("--module", action="append", choices=sorted(MODULES),
                         help="only this module (repeatable; default: all)")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per mutant's tests")
     args = parser.parse_args(argv)
-    view = _prepare(ROOT)
+    clone = _prepare(ROOT)
     results = []
     for module in args.module or list(MODULES):
-        result = run_module(module, MODULES[module], view, args.timeout)
+        result = run_module(module, MODULES[module], clone, args.timeout)
         results.append(result)
         print(f"{module}: {result['killed']}/{result['mutants']} killed "
               f"({result['kill_rate']}), {result['seconds']} s", flush=True)
