@@ -16,6 +16,7 @@ Not part of ``make test``: one module takes minutes to an hour on two cores.
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import shlex
@@ -79,26 +80,73 @@ def _config(module: str, tests: list[str], timeout: float) -> str:
     ])
 
 
-def _results(session: Path) -> dict[str, object]:
+def _spans(source: str) -> tuple[list[tuple[int, int, int, int]], list[tuple[int, int, int, int]]]:
+    """Where annotations are, and where each function's parameter list is (line, col, end line, end col)."""
+    tree = ast.parse(source)
+    annotations, signatures = [], []
+
+    def span(node: ast.AST) -> tuple[int, int, int, int]:
+        return (node.lineno, node.col_offset, node.end_lineno or node.lineno,  # type: ignore[attr-defined]
+                node.end_col_offset or 0)  # type: ignore[attr-defined]
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.arg | ast.AnnAssign) and node.annotation is not None:
+            annotations.append(span(node.annotation))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            if node.returns is not None:
+                annotations.append(span(node.returns))
+            body = node.body[0]
+            signatures.append((node.lineno, node.col_offset, body.lineno, body.col_offset))
+    return annotations, signatures
+
+
+def _inside(pos: tuple[int, int], spans: list[tuple[int, int, int, int]]) -> bool:
+    # cosmic-ray positions: 1-based line, 0-based column, like ast's
+    return any((a, b) <= pos < (c, d) for a, b, c, d in spans)
+
+
+def equivalent(source: str, operator: str, start: tuple[int, int]) -> str | None:
+    """Why a surviving mutant cannot change behaviour, when that is decidable from where it sits.
+
+    - inside an annotation: every module uses ``from __future__ import annotations``, so an
+      annotation is never evaluated (``str | None`` mutated to ``str + None`` runs the same);
+    - a binary-operator mutant inside a parameter list but outside every annotation and default: it
+      rewrote the bare ``*`` of keyword-only parameters into ``/`` (every caller passes keywords).
+    """
+    annotations, signatures = _spans(source)
+    if _inside(start, annotations):
+        return "annotation (never evaluated)"
+    if "ReplaceBinaryOperator_Mul_" in operator and _inside(start, signatures):
+        return "keyword-only marker * (callers pass keywords)"
+    return None
+
+
+def _results(session: Path, source: str) -> dict[str, object]:
     from cosmic_ray.work_db import WorkDB, use_db
     from cosmic_ray.work_item import TestOutcome
 
     killed = survived = incompetent = 0
-    survivors = []
+    survivors, equivalents = [], []
     with use_db(str(session), WorkDB.Mode.open) as db:
         for item, result in db.completed_work_items:
             if result.test_outcome == TestOutcome.KILLED:
                 killed += 1
             elif result.test_outcome == TestOutcome.SURVIVED:
-                survived += 1
                 spec = item.mutations[0]
-                survivors.append({"line": spec.start_pos[0], "operator": spec.operator_name,
-                                  "occurrence": spec.occurrence, "diff": result.diff})
+                found = {"line": spec.start_pos[0], "operator": spec.operator_name,
+                         "occurrence": spec.occurrence, "diff": result.diff}
+                why = equivalent(source, spec.operator_name, tuple(spec.start_pos))
+                if why is None:
+                    survived += 1
+                    survivors.append(found)
+                else:
+                    equivalents.append({**found, "equivalent": why})
             else:
                 incompetent += 1
     total = killed + survived
     return {"mutants": total, "killed": killed, "survived": survived, "incompetent": incompetent,
-            "kill_rate": round(killed / total, 4) if total else None, "survivors": survivors}
+            "equivalent": len(equivalents), "kill_rate": round(killed / total, 4) if total else None,
+            "survivors": survivors, "equivalents": equivalents}
 
 
 def run_module(module: str, tests: list[str], clone: Path, timeout: float) -> dict[str, object]:
@@ -117,7 +165,7 @@ def run_module(module: str, tests: list[str], clone: Path, timeout: float) -> di
         raise SystemExit(f"{module}: the unmutated tests fail, fix them first:\n{baseline.stdout[-2000:]}")
     subprocess.run([*cosmic, "exec", str(config), str(session)], cwd=src, env=env, check=True)
     return {"module": module, "tests": tests, "seconds": round(time.monotonic() - started, 1),
-            **_results(session)}
+            **_results(session, (src / module).read_text(encoding="utf-8"))}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -132,12 +180,14 @@ def main(argv: list[str] | None = None) -> int:
     for module in args.module or list(MODULES):
         result = run_module(module, MODULES[module], clone, args.timeout)
         results.append(result)
-        print(f"{module}: {result['killed']}/{result['mutants']} killed "
-              f"({result['kill_rate']}), {result['seconds']} s", flush=True)
+        print(f"{module}: {result['killed']}/{result['mutants']} killed ({result['kill_rate']}; "
+              f"{result['equivalent']} equivalent mutants not counted), {result['seconds']} s", flush=True)
     (WORK / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    print("\n| module | mutants | killed | kill rate | survivors |\n|---|---|---|---|---|")
+    print("\n| module | mutants | killed | kill rate | survivors | equivalent (not counted) |\n"
+          "|---|---|---|---|---|---|")
     for r in results:
         rate = "n/a" if r["kill_rate"] is None else f"{100 * float(r['kill_rate']):.0f} %"  # type: ignore[arg-type]
-        print(f"| `{r['module']}` | {r['mutants']} | {r['killed']} | {rate} | {r['survived']} |")
+        print(f"| `{r['module']}` | {r['mutants']} | {r['killed']} | {rate} | {r['survived']} "
+              f"| {r['equivalent']} |")
     print(f"\nsurvivors: {WORK / 'results.json'}")
     return 0

@@ -83,3 +83,78 @@ def test_an_object_store_writes_the_final_object_directly() -> None:
     blob_id = store.put(b"object")
     assert store.get(blob_id) == b"object"
     assert not store.fs.exists(f"{store.root}/.tmp")
+
+
+def test_a_store_reopens_and_blobs_share_a_fan_out_directory(tmp_path: Path) -> None:
+    """Two blobs whose ids start alike land in one directory; a registry reopens its store."""
+    BlobStore(tmp_path)
+    store = BlobStore(tmp_path)
+    by_prefix: dict[str, bytes] = {}
+    n = 0
+    while True:  # two payloads whose ids share their first two hex digits
+        data = f"payload-{n}".encode()
+        prefix = hashlib.sha256(data).hexdigest()[:2]
+        if prefix in by_prefix:
+            break
+        by_prefix[prefix] = data
+        n += 1
+    first, second = store.put(by_prefix[prefix]), store.put(data)
+    assert first[:2] == second[:2] and store.get(first) == by_prefix[prefix] and store.get(second) == data
+
+
+def test_open_blobs_creates_a_writable_store_by_default(tmp_path: Path) -> None:
+    store = open_blobs(tmp_path / "new" / "blobs")
+    assert store.get(store.put(b"first")) == b"first"
+
+
+def test_an_fsspec_store_uses_the_same_fan_out_and_names_missing_blobs() -> None:
+    store = FsspecBlobStore("memory://flonnx-test-layout")
+    ids = [store.put(f"blob-{i}".encode()) for i in range(40)]  # some share a fan-out directory
+    for blob_id in ids:
+        assert store.fs.exists(f"{store.root}/{blob_id[:2]}/{blob_id}")
+    missing = "ef" * 32
+    with pytest.raises(RegistryError, match=f"blob {missing[:12]} is missing from memory://flonnx-test-layout"):
+        store.get(missing)
+
+
+def test_an_object_store_protocol_is_recognised_among_a_file_systems_aliases() -> None:
+    """s3fs and friends declare their protocol as a tuple of aliases: any of them means no rename."""
+    import fsspec
+    from fsspec.implementations.memory import MemoryFileSystem
+
+    class AliasedObjectStore(MemoryFileSystem):
+        protocol = ("flonnx-test-objects", "s3")
+
+    fsspec.register_implementation("flonnx-test-objects", AliasedObjectStore, clobber=True)
+    assert not FsspecBlobStore("flonnx-test-objects://bucket").renames
+    assert FsspecBlobStore("memory://flonnx-test-aliases").renames
+
+
+@pytest.mark.parametrize("error", [ImportError("install a driver"), OSError("no JVM"), ValueError("bad URL")])
+def test_a_blob_url_the_machine_cannot_open_is_one_registry_error_naming_it(error: Exception) -> None:
+    """A missing driver (s3 without s3fs) raises ImportError, hdfs without a JVM OSError, ..."""
+    import fsspec
+    from fsspec.implementations.memory import MemoryFileSystem
+
+    class Unopenable(MemoryFileSystem):
+        protocol = ("flonnx-test-unopenable",)
+
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            raise error
+
+    fsspec.register_implementation("flonnx-test-unopenable", Unopenable, clobber=True)
+    url = "flonnx-test-unopenable://bucket/blobs"
+    with pytest.raises(RegistryError, match=f"cannot open the blob store {url}: {error}"):
+        open_blobs(url)
+    with pytest.raises(RegistryError, match="cannot open the blob store memory://shown"):
+        FsspecBlobStore(url, shown="memory://shown")
+    with pytest.raises(RegistryError, match="cannot open the blob store nosuchprotocol://x"):
+        open_blobs("nosuchprotocol://x")
+
+
+def test_without_fsspec_a_blob_url_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "fsspec", None)
+    with pytest.raises(RegistryError, match="blob URL memory://x needs fsspec: pip install fsspec"):
+        open_blobs("memory://x")
