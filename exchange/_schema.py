@@ -97,6 +97,16 @@ version_signatures = Table(
     Column("signature", Text, nullable=False),
     PrimaryKeyConstraint("version_id", "key_fingerprint"),
 )
+evaluations = Table(
+    "evaluations", metadata,
+    Column("run_id", Text, ForeignKey("runs.run_id"), nullable=False),
+    Column("version_id", Text, ForeignKey("versions.version_id"), nullable=False),
+    Column("source", Text, nullable=False),
+    Column("evaluation_id", Text, nullable=False),
+    Column("record_json", Text, nullable=False),
+    PrimaryKeyConstraint("run_id", "version_id", "source"),
+    Index("ix_evaluations_version", "version_id"),
+)
 schema_versions = Table(
     "flonnx_schema", metadata,
     Column("version", Integer, primary_key=True, autoincrement=False),
@@ -171,9 +181,23 @@ def _version_signatures(op: Operations) -> None:
     )
 
 
+def _evaluations(op: Operations) -> None:
+    """Evaluation records of versions (e.g. each site's metrics of a run's final version)."""
+    op.create_table(
+        "evaluations",
+        Column("run_id", Text, ForeignKey("runs.run_id"), nullable=False),
+        Column("version_id", Text, ForeignKey("versions.version_id"), nullable=False),
+        Column("source", Text, nullable=False),
+        Column("evaluation_id", Text, nullable=False),
+        Column("record_json", Text, nullable=False),
+        PrimaryKeyConstraint("run_id", "version_id", "source"),
+    )
+    op.create_index("ix_evaluations_version", "evaluations", ["version_id"])
+
+
 #: Migration ``i + 1`` is ``MIGRATIONS[i]``; append, never edit a shipped one.
 MIGRATIONS: tuple[Callable[[Operations], None], ...] = (
-    _tables_of_flonnx_0_1, _run_versions_by_seq, _version_signatures)
+    _tables_of_flonnx_0_1, _run_versions_by_seq, _version_signatures, _evaluations)
 LATEST = len(MIGRATIONS)
 
 # Any fixed number: the key of the PostgreSQL transaction lock that queues concurrent upgrades.

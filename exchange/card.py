@@ -11,7 +11,14 @@ reading those back gives exactly what ``flonnx lineage show VERSION --card`` bui
 run to run and machine to machine, so it is kept apart and never part of the stable card.
 
 FLOPs are an estimate: 2 × multiply-adds of the Gemm, MatMul and Conv nodes for one example, from
-shapes ONNX infers with a batch of 1 (other nodes, e.g. activations, are not counted).
+shapes ONNX infers with a batch of 1 (other nodes, e.g. activations, are not counted). So is the
+peak activation memory (:func:`peak_activation_bytes`): the most bytes of intermediate tensors alive
+at once when the nodes run in graph order, from the same shapes.
+
+Fairness reads the evaluation records of the version (:meth:`Registry.evaluations`: each site's
+metrics of the final version), or a registry's older run annotation ``site_evaluation``, and, when
+the spec names a ``sensitive`` column, computes per-group metrics on the evaluation data now, as it
+does per-class metrics (:mod:`flonnx.exchange.groups`).
 """
 
 from __future__ import annotations
@@ -28,18 +35,18 @@ import numpy as np
 import onnx
 
 from flonnx.exchange.lineage import VersionKind, VersionRecord
-from flonnx.exchange.registry import Registry
+from flonnx.exchange.registry import SITE_SOURCE, Registry
 
 __all__ = [
     "CARD_PREFIX", "MEASURED_PREFIX", "SECTIONS", "card_from_metadata", "estimated_flops",
-    "example_inputs", "measured_card", "render_markdown", "stable_card",
+    "example_inputs", "measured_card", "peak_activation_bytes", "render_markdown", "stable_card",
 ]
 
 CARD_PREFIX = "flonnx.card."
 MEASURED_PREFIX = "flonnx.measured."
 #: Section key -> its heading, in card order.
-SECTIONS = {"performance": "Performance", "fairness": "Fairness across sites", "privacy": "Privacy",
-            "compute": "Compute", "provenance": "Provenance"}
+SECTIONS = {"performance": "Performance", "fairness": "Fairness across sites and groups",
+            "privacy": "Privacy", "compute": "Compute", "provenance": "Provenance"}
 #: Records one fact: ``put(section, fact, value)``.
 _Put = Callable[[str, str, str], None]
 NOT_EVALUATED = "not evaluated"
@@ -69,7 +76,8 @@ def stable_card(registry: Registry, version_id: str, model: onnx.ModelProto) -> 
 
     _performance(put, record, spec)
     _per_class(put, registry, record, spec)
-    _fairness(put, version_id, config)
+    _fairness(put, registry, stored.run_id, version_id, config)
+    _groups(put, registry, record, spec)
     _privacy(put, record)
     _compute(put, model)
     _provenance(put, registry, stored.run_id, version_id, record, spec)
@@ -127,23 +135,109 @@ def _per_class(put: _Put, registry: Registry, record: VersionRecord, spec: Mappi
         put("performance", f"class.{metrics.label}", metrics.describe())
 
 
-def _fairness(put: _Put, version_id: str, config: Mapping[str, Any]) -> None:
-    sites = config.get("site_evaluation")
-    if not isinstance(sites, Mapping) or sites.get("version_id") != version_id:
+def _site_evaluation(registry: Registry, run_id: str, version_id: str, config: Mapping[str, Any],
+                     ) -> tuple[dict[str, dict[str, float]], dict[str, str]] | None:
+    """(site -> metrics, site -> failure) of the run's site evaluation of this version, if any.
+
+    From the version's evaluation records; a registry from before them has the run annotation.
+    """
+    records = [e for e in registry.evaluations(version_id, run_id) if e.source.startswith(SITE_SOURCE)]
+    if records:
+        name = len(SITE_SOURCE)
+        return ({e.source[name:]: e.metrics for e in records if e.failed_reason is None},
+                {e.source[name:]: e.failed_reason for e in records if e.failed_reason is not None})
+    annotation = config.get("site_evaluation")
+    if isinstance(annotation, Mapping) and annotation.get("version_id") == version_id:
+        return ({str(k): {str(n): float(v) for n, v in dict(m).items()}
+                 for k, m in dict(annotation.get("sites", {})).items()},
+                {str(k): str(v) for k, v in dict(annotation.get("failed", {})).items()})
+    return None
+
+
+def _metrics_line(metrics: Mapping[str, float], support: int | None = None) -> str:
+    line = " ".join(f"{k}={_number(v)}" for k, v in sorted(metrics.items()))
+    return line if support is None else f"{line} support={support}"
+
+
+def _fairness(put: _Put, registry: Registry, run_id: str, version_id: str,
+              config: Mapping[str, Any]) -> None:
+    from flonnx.exchange.groups import groups_from_metrics, worst_and_spread
+
+    evaluation = _site_evaluation(registry, run_id, version_id, config)
+    if evaluation is None:
         put("fairness", "sites", NOT_RECORDED + " (the run recorded no site evaluation of this version)")
         return
+    sites, failed = evaluation
     put("fairness", "sites", "each site evaluated this version on its own rows (metrics only)")
-    for site, metrics in sorted(dict(sites.get("sites", {})).items()):
-        put("fairness", f"site.{site}", " ".join(f"{k}={_number(v)}" for k, v in sorted(metrics.items())))
-    for site, reason in sorted(dict(sites.get("failed", {})).items()):
+    own: dict[str, dict[str, float]] = {}
+    for site, metrics in sorted(sites.items()):
+        own[site], groups = groups_from_metrics(metrics)
+        put("fairness", f"site.{site}", _metrics_line(own[site]))
+        if groups is None:
+            continue
+        for group in groups.groups:
+            put("fairness", f"site_group.{site}.{group.value}", _metrics_line(group.metrics, group.support))
+        if groups.suppressed:
+            put("fairness", f"site_groups_suppressed.{site}",
+                f"{groups.suppressed} (groups too small to leave the site)")
+        if groups.left_out:
+            put("fairness", f"site_groups_left_out.{site}", f"{groups.left_out} (beyond the cap)")
+    for site, reason in sorted(failed.items()):
         put("fairness", f"failed.{site}", str(reason))
-    summary = dict(sites.get("summary", {}))
-    if "worst_site" in summary:
+    task = str(dict(config.get("spec") or {}).get("task", "classification"))
+    summary = worst_and_spread(own, task if task in ("classification", "binary", "regression")
+                               else "classification")
+    if "worst" in summary:
         put("fairness", "metric", str(summary["metric"]))
-        worst = f"{summary['worst_site']} ({summary['metric']}={_number(summary['worst'])})"
-        put("fairness", "worst_site", worst)
+        put("fairness", "worst_site",
+            f"{summary['worst']} ({summary['metric']}={_number(summary['worst_value'])})")
         put("fairness", "mean", _number(summary["mean"]))
         put("fairness", "spread", _number(summary["spread"]))
+
+
+def _groups(put: _Put, registry: Registry, record: VersionRecord, spec: Mapping[str, Any]) -> None:
+    """Per-group metrics on the run's evaluation data for the spec's sensitive column, computed now."""
+    from flonnx.exchange.errors import DataError
+    from flonnx.exchange.evaluation import evaluation_outputs
+    from flonnx.exchange.groups import MAX_GROUPS, group_key, group_metrics, worst_and_spread
+    from flonnx.exchange.preprocess import METADATA_KEY, Preprocessing
+    from flonnx.exchange.sources import evaluation_source
+    from flonnx.exchange.spec import spec_from_json
+
+    data = spec.get("data")
+    column = data.get("sensitive") if isinstance(data, Mapping) else None
+    if not column:
+        put("fairness", "groups", NOT_RECORDED + " (the spec names no sensitive column)")
+        return
+    source = evaluation_source(spec_from_json(spec))
+    if source is None:
+        put("fairness", "groups", f"by column {column}: {NOT_EVALUATED}")
+        return
+    definition = registry.get_definition(record.definition_id)
+    vocabularies = None
+    if source.schema.categorical:
+        vocabularies = Preprocessing.from_json(definition.metadata.get(METADATA_KEY, "{}")).vocabularies
+    try:
+        groups = source.groups(str(column))
+    except DataError as exc:  # e.g. an evaluation file without the column: the card still builds
+        put("fairness", "groups", f"by column {column}: {NOT_EVALUATED} ({exc})")
+        return
+    x, y = source.load(vocabularies)
+    task = str(spec.get("task", "classification"))
+    outputs, kind = evaluation_outputs(definition, registry.get_weights(record.weights_id), x, task)
+    report = group_metrics(outputs, y, groups, task, kind)
+    put("fairness", "groups", f"by column {column} on {source.describe()}: {len(y)} rows, "
+        f"{len(report.groups)} groups (server-side, ONNX Runtime; at most {MAX_GROUPS}, the largest)")
+    for group in report.groups:
+        put("fairness", f"group.{group_key(group.value)}", _metrics_line(group.metrics, group.support))
+    if report.left_out:
+        put("fairness", "groups_left_out", f"{report.left_out} (smaller groups beyond the cap)")
+    summary = worst_and_spread({g.value: g.metrics for g in report.groups}, task)
+    if "worst" in summary:
+        put("fairness", "group_metric", str(summary["metric"]))
+        put("fairness", "worst_group",
+            f"{group_key(summary['worst'])} ({summary['metric']}={_number(summary['worst_value'])})")
+        put("fairness", "group_spread", _number(summary["spread"]))
 
 
 def _privacy(put: _Put, record: VersionRecord) -> None:
@@ -199,6 +293,76 @@ def estimated_flops(model: onnx.ModelProto) -> int | None:
     return total
 
 
+#: Ops whose first output holds exactly the elements of their first input.
+_SAME_SIZE = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"})
+
+
+def peak_activation_bytes(model: onnx.ModelProto) -> tuple[int, bool] | None:
+    """Estimated peak bytes of live tensors for one example; ``None`` if a shape is unknown.
+
+    The nodes run in graph order (ONNX's is topological) with shapes inferred for a batch of 1. The
+    graph's data inputs are live from the start; a node's outputs are allocated when it runs, while
+    its inputs are still live; a tensor is freed after its last consumer (an unused output at once;
+    graph outputs never). Initializers and ``Constant`` outputs are weights, not counted; neither
+    are subgraphs. A reshaping node's output whose shape inference left a dimension open (a shape
+    computed at run time) has its input's size. The second value is whether text tensors were left
+    out (no fixed size).
+    """
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    for value in [*probe.graph.input, *probe.graph.output]:
+        dims = value.type.tensor_type.shape.dim
+        if dims and not dims[0].HasField("dim_value"):
+            dims[0].dim_value = 1
+    inferred = onnx.shape_inference.infer_shapes(probe).graph
+    weights = {t.name for t in inferred.initializer}
+    weights |= {o for n in inferred.node if n.op_type == "Constant" for o in n.output}
+    text = False
+    sizes: dict[str, int] = {}
+    types: dict[str, int] = {}
+    for value in [*inferred.input, *inferred.value_info, *inferred.output]:
+        tensor = value.type.tensor_type
+        types[value.name] = tensor.elem_type
+        if value.name in weights or not all(d.HasField("dim_value") for d in tensor.shape.dim):
+            continue
+        if tensor.elem_type == onnx.TensorProto.STRING:
+            text, sizes[value.name] = True, 0
+            continue
+        item = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type)).itemsize
+        sizes[value.name] = item * math.prod(d.dim_value for d in tensor.shape.dim)
+    for node in inferred.node:
+        out, source = node.output[0] if node.output else "", node.input[0] if node.input else ""
+        if (node.op_type in _SAME_SIZE and out not in sizes and source in sizes
+                and types.get(out) == types.get(source)):
+            sizes[out] = sizes[source]
+    last_use: dict[str, int] = {}
+    for index, node in enumerate(inferred.node):
+        for name in node.input:
+            if name:
+                last_use[name] = index
+    kept = {o.name for o in inferred.output}
+    live = {v.name for v in inferred.input if v.name not in weights}
+    if any(name not in sizes for name in live):
+        return None
+    current = peak = sum(sizes[name] for name in live)
+    for index, node in enumerate(inferred.node):
+        if node.op_type == "Constant":
+            continue
+        for name in node.output:
+            if not name:
+                continue
+            if name not in sizes:
+                return None
+            live.add(name)
+            current += sizes[name]
+        peak = max(peak, current)
+        for name in [*node.input, *node.output]:
+            if name in live and name not in kept and last_use.get(name, -1) <= index:
+                live.discard(name)
+                current -= sizes[name]
+    return peak, text
+
+
 def _compute(put: _Put, model: onnx.ModelProto) -> None:
     weights = [onnx.numpy_helper.to_array(t) for t in model.graph.initializer]
     put("compute", "parameters", str(sum(int(np.size(w)) for w in weights)))
@@ -208,6 +372,11 @@ def _compute(put: _Put, model: onnx.ModelProto) -> None:
     put("compute", "flops_per_example",
         "unknown (a shape could not be inferred)" if flops is None
         else f"{flops} (estimate: 2 x multiply-adds of Gemm/MatMul/Conv)")
+    peak = peak_activation_bytes(model)
+    put("compute", "peak_activation_bytes",
+        "unknown (a shape could not be inferred)" if peak is None
+        else f"{peak[0]} (estimated, from shapes, batch 1; ONNX Runtime's arena may differ"
+             + ("; text tensors not counted)" if peak[1] else ")"))
 
 
 def _contributions(registry: Registry, run_id: str, version_id: str) -> tuple[list[str], Counter[str],

@@ -20,7 +20,7 @@ from flonnx.exchange.models import input_dims
 from flonnx.exchange.ort import evaluate_model
 from flonnx.exchange.preprocess import METADATA_KEY, Preprocessing, wrap_model
 
-__all__ = ["evaluate_rows", "served_model"]
+__all__ = ["evaluate_rows", "evaluation_outputs", "served_model"]
 
 
 def served_model(definition: Definition, weights: Mapping[str, np.ndarray]) -> onnx.ModelProto:
@@ -42,6 +42,27 @@ def evaluate_rows(
     """
     model, x = evaluation_inputs(definition, weights, x)
     return evaluate_model(model, x, y, task)
+
+
+def evaluation_outputs(
+    definition: Definition, weights: Mapping[str, np.ndarray], x: np.ndarray, task: str,
+    *, batch_size: int = 4096,
+) -> tuple[np.ndarray, str]:
+    """The evaluated output of this version on rows ``x`` (as :func:`evaluate_rows` takes them) and its kind.
+
+    What :func:`flonnx.exchange.metrics.task_metrics` takes, e.g. to compute metrics on subsets of
+    the rows from one run of the model (:mod:`flonnx.exchange.groups`).
+    """
+    from flonnx.exchange.ort import session
+    from flonnx.exchange.task import task_output
+
+    model, x = evaluation_inputs(definition, weights, x)
+    output = task_output(model, task)
+    sess = session(model)
+    name = sess.get_inputs()[0].name
+    raw = np.concatenate([sess.run([output.name], {name: x[i: i + batch_size]})[0]
+                          for i in range(0, len(x), batch_size)])
+    return raw, output.kind.value
 
 
 def evaluation_inputs(

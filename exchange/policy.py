@@ -40,12 +40,14 @@ from flonnx.exchange.preprocess import METADATA_KEY
 
 __all__ = ["SHAREABLE", "SitePolicy", "approval_id", "graph_operators", "parameter_count"]
 
-#: Optional facts a policy may let leave the site (``share``). No flonnx message sends either one
-#: today; the list is carried so that a feature that does is gated on it from the start.
+#: Optional facts a policy may let leave the site (``share``): ``group-metrics`` gates the site
+#: evaluation's per-group metrics (:mod:`flonnx.exchange.groups`); nothing sends label histograms.
 SHAREABLE = ("label-histogram", "group-metrics")
 
 #: The shortest definition-id prefix a policy may list (as ``flonnx lineage`` prints ids).
 MIN_PREFIX = 12
+#: Bytes of a policy file (a policy is a few lines).
+MAX_POLICY_BYTES = 1 << 20
 
 _KEYS = ("definitions", "max-parameters", "operators", "min-rows", "share")
 _HEX = frozenset("0123456789abcdef")
@@ -66,6 +68,9 @@ class SitePolicy:
     def load(cls, path: str | Path) -> SitePolicy:
         """The policy in TOML file ``path``; :class:`PolicyError` if it cannot be used."""
         try:
+            size = Path(path).stat().st_size
+            if size > MAX_POLICY_BYTES:
+                raise PolicyError(f"policy {path} is {size} bytes; the limit is {MAX_POLICY_BYTES}")
             text = Path(path).read_text(encoding="utf-8")
         except FileNotFoundError:
             raise PolicyError(f"policy {path} does not exist") from None
@@ -79,6 +84,8 @@ class SitePolicy:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise PolicyError(f"policy {path} is not valid TOML: {_line(str(exc))}") from None
+        except RecursionError:  # tomllib recurses once per nested array or inline table
+            raise PolicyError(f"policy {path} is not valid TOML: values nested too deeply") from None
         return cls.from_mapping(data, str(path))
 
     @classmethod

@@ -9,6 +9,15 @@ measured on the derived and the original model alike: a derived file whose headl
 written; it must also pass ``onnx.checker`` (full check) and load in ONNX Runtime. The file carries
 its own record (``flonnx.derived.*``): the version it derives from and that version's definition id,
 the file's own definition id, the transformation, sizes and metrics before and after.
+
+A model that takes categorical text columns (its preprocessing one-hot encodes them with
+``ai.onnx.ml.OneHotEncoder``) is derived like any other: dynamic quantisation needs no calibration
+data, so the string inputs never reach ONNX Runtime's quantiser, which quantises only the weights of
+the ops it knows (``MatMul``/``Gemm`` here) and leaves the string encoding and the rest of the
+preprocessing as they are. Both models are measured on the columns the file takes: the numbers, and
+each categorical column as text, recovered from the evaluation rows' one-hot encoding (a value outside
+the vocabulary or missing becomes a text the vocabulary does not hold, which the graph encodes as
+``<other>`` just as the evaluation did).
 """
 
 from __future__ import annotations
@@ -24,17 +33,19 @@ import onnx
 from flonnx.exchange.definition import Definition
 from flonnx.exchange.errors import FlonnxError
 from flonnx.exchange.export import check_loadable, export_version
+from flonnx.exchange.metrics import task_metrics
 from flonnx.exchange.models import input_dims
-from flonnx.exchange.ort import evaluate_model
+from flonnx.exchange.ort import session
 from flonnx.exchange.predict import run_spec
 from flonnx.exchange.preprocess import METADATA_KEY, Preprocessing
 from flonnx.exchange.registry import Registry
 from flonnx.exchange.sources import evaluation_source
-from flonnx.exchange.task import HEADLINE_METRIC
+from flonnx.exchange.task import HEADLINE_METRIC, task_output
 
 __all__ = [
     "DERIVED_PREFIX", "TRANSFORMATIONS", "Derived", "derived_definition_id", "derived_version",
-    "float16_version", "quantize_int8", "quantized_version", "to_float16", "weight_bytes",
+    "float16_version", "measured_metrics", "quantize_int8", "quantized_version", "raw_columns", "to_float16",
+    "weight_bytes",
 ]
 
 DERIVED_PREFIX = "flonnx.derived."
@@ -147,9 +158,9 @@ def derived_version(registry: Registry, version_id: str, kind: str, *, max_drop:
     """The ``kind`` (``int8`` or ``float16``) export of ``version_id``, measured on the evaluation data.
 
     Raises:
-        FlonnxError: the run has no evaluation source, the model takes categorical text columns
-            (not supported yet), the headline metric drops more than ``max_drop`` points, or the
-            derived file fails ``onnx.checker`` or does not load in ONNX Runtime.
+        FlonnxError: the run has no evaluation source, the headline metric drops more than
+            ``max_drop`` points, or the derived file fails ``onnx.checker`` or does not load in ONNX
+            Runtime.
     """
     if kind not in TRANSFORMATIONS:
         raise FlonnxError(f"{kind!r} is not a derived export; use one of {', '.join(TRANSFORMATIONS)}")
@@ -161,20 +172,22 @@ def derived_version(registry: Registry, version_id: str, kind: str, *, max_drop:
         raise FlonnxError(f"the run of version {version_id[:12]} has no evaluation source; "
                           f"{option} needs one to measure the metric change")
     meta = {p.key: p.value for p in original.metadata_props}
-    if METADATA_KEY in meta and Preprocessing.from_json(meta[METADATA_KEY]).vocabularies:
-        raise FlonnxError(f"{option} does not yet support models that take categorical text columns")
-    x, y = source.load()
+    pre = Preprocessing.from_json(meta[METADATA_KEY]) if METADATA_KEY in meta else None
     record_of = registry.record(version_id)
-    definition = registry.get_definition(record_of.definition_id)
-    dims = input_dims(definition.proto)
-    if METADATA_KEY not in meta and dims is not None and len(dims) > 1:
-        x = x.reshape((len(x), *dims))
-    x = np.ascontiguousarray(x, np.float32)
+    if pre is not None and pre.vocabularies:
+        x, y = source.load(pre.vocabularies)
+        inputs = raw_columns(original, pre, x)
+    else:
+        x, y = source.load()
+        dims = input_dims(registry.get_definition(record_of.definition_id).proto)
+        if pre is None and dims is not None and len(dims) > 1:
+            x = x.reshape((len(x), *dims))
+        inputs = {_data_inputs(original)[0]: np.ascontiguousarray(x, np.float32)}
     derived_model = quantize_int8(original) if kind == "int8" else to_float16(original)
     check_loadable(derived_model, f"{kind} export of {version_id[:12]}")
     metric = HEADLINE_METRIC[spec.task]
-    before = evaluate_model(original, x, y, spec.task)[metric]
-    after = evaluate_model(derived_model, x, y, spec.task)[metric]
+    before = measured_metrics(original, inputs, y, spec.task)[metric]
+    after = measured_metrics(derived_model, inputs, y, spec.task)[metric]
     derived = Derived(derived_model, metric, before, after, weight_bytes(original),
                       weight_bytes(derived_model))
     if derived.drop_points > max_drop:
@@ -192,3 +205,60 @@ def derived_version(registry: Registry, version_id: str, kind: str, *, max_drop:
         onnx.StringStringEntryProto(key=DERIVED_PREFIX + k, value=v) for k, v in record.items())
     check_loadable(derived_model, f"{kind} export of {version_id[:12]}")
     return derived
+
+
+def _data_inputs(model: onnx.ModelProto) -> list[str]:
+    initializers = {t.name for t in model.graph.initializer}
+    return [v.name for v in model.graph.input if v.name not in initializers]
+
+
+def _outside(vocabulary: tuple[str, ...]) -> str:
+    """A text outside ``vocabulary``: the graph encodes it as ``<other>``."""
+    text = ""
+    while text in vocabulary:
+        text += "?"
+    return text
+
+
+def raw_columns(model: onnx.ModelProto, pre: Preprocessing, x: np.ndarray) -> dict[str, np.ndarray]:
+    """The inputs of ``model`` (which takes categorical text columns) for the encoded rows ``x``.
+
+    ``x`` is as :meth:`flonnx.exchange.sources.DataSource.load` gives it over ``pre``'s
+    vocabularies: numeric columns as they are (NaN = missing) and each categorical column as a
+    one-hot block of its vocabulary plus ``<other>``, in ``pre.features`` order. The model takes the
+    numeric columns as one float input and each categorical column as a string input of its name.
+
+    Raises:
+        FlonnxError: ``x``'s width does not match the features and vocabularies.
+    """
+    vocabularies = dict(pre.vocabularies)
+    numeric: list[np.ndarray] = []
+    columns: dict[str, np.ndarray] = {}
+    at = 0
+    for feature in pre.features:
+        if feature not in vocabularies:
+            numeric.append(x[:, at])
+            at += 1
+            continue
+        values = vocabularies[feature]
+        picked = np.argmax(x[:, at:at + len(values) + 1], axis=1)
+        other = _outside(values)
+        columns[feature] = np.asarray([values[i] if i < len(values) else other for i in picked], dtype=object)
+        at += len(values) + 1
+    if at != x.shape[1] or not pre.features:
+        raise FlonnxError(f"the evaluation rows have {x.shape[1]} encoded columns; the model's features "
+                          f"({', '.join(pre.features)}) and vocabularies make {at}")
+    (float_input,) = [name for name in _data_inputs(model) if name not in vocabularies]
+    stacked = np.stack(numeric, axis=1) if numeric else np.zeros((len(x), 0))
+    return {float_input: np.ascontiguousarray(stacked, np.float32), **columns}
+
+
+def measured_metrics(model: onnx.ModelProto, inputs: dict[str, np.ndarray], y: np.ndarray, task: str, *,
+                     batch_size: int = 4096) -> dict[str, float]:
+    """The task's metrics of ``model`` run by ONNX Runtime on ``inputs`` (every data input, by name)."""
+    output = task_output(model, task)
+    sess = session(model)
+    outputs = np.concatenate([
+        sess.run([output.name], {name: value[i:i + batch_size] for name, value in inputs.items()})[0]
+        for i in range(0, len(y), batch_size)])
+    return task_metrics(outputs, y, task, output.kind)

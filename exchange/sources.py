@@ -77,6 +77,19 @@ class DataSource:
         features = self.schema.resolve(_table(self.dataset)).features
         return list(features or ())
 
+    def groups(self, column: str) -> np.ndarray:
+        """The text of ``column`` in each row :meth:`load` gives, in the same order (object array).
+
+        Used to break metrics down by a sensitive column (:mod:`flonnx.exchange.groups`); an empty or
+        missing cell is ``<missing>``; a column the data does not have is a :class:`DataError`.
+        """
+        from flonnx.exchange.data._cells import as_text, missing_mask
+
+        values = _table(self.dataset).column(column, role="sensitive column")[self._index()]
+        missing = missing_mask(values, numeric=values.dtype.kind == "f")
+        return np.array(["<missing>" if gone else as_text(v)
+                         for v, gone in zip(values, missing, strict=True)], dtype=object)
+
     def categories(self) -> dict[str, list[str]]:
         """This node's values of each categorical column (for the federated vocabulary)."""
         if not self.schema.categorical:

@@ -11,7 +11,8 @@ What a run records and what the report draws from it:
 * client training per framework: ``train-loss`` of the client updates (no client reports an
   evaluation metric per round);
 * worst / mean / best client per round: the same client metric; the site evaluation of the final
-  version (``site_evaluation`` in the run record) when the spec asked for one;
+  version when the spec asked for one (its evaluation records, :meth:`Registry.evaluations`; an
+  older registry's run annotation ``site_evaluation``);
 * participation: accepted updates per framework and rejected replies per round, with reasons;
 * time per round: the registry's commit timestamps (one-second resolution), the only timing a
   run records;
@@ -33,8 +34,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from flonnx.exchange.groups import worst_and_spread
 from flonnx.exchange.lineage import VersionKind, VersionRecord, flonnx_version
-from flonnx.exchange.registry import Registry, RunInfo, StoredVersion
+from flonnx.exchange.registry import SITE_SOURCE, Evaluation, Registry, RunInfo, StoredVersion
 from flonnx.exchange.task import HEADLINE_METRIC
 from flonnx.server._svg import (
     _COLOURS,
@@ -89,6 +91,8 @@ class RunFacts:
     label: str = ""
     colour: str = _COLOURS[0]
     spec: dict[str, Any] = field(default_factory=dict)
+    #: the site evaluation of the final version: ``{"sites", "failed", "summary"}``, or None
+    site_evaluation: dict[str, Any] | None = None
 
     @property
     def headline(self) -> str:
@@ -116,6 +120,7 @@ def collect_run(registry: Registry, run_id: str) -> RunFacts:
         info = registry.run(run_id)
         versions: list[StoredVersion] = registry.versions(run_id)
         heads = registry.heads(run_id)
+        evaluations = registry.evaluations(heads[max(heads)], run_id) if heads else []
     spec = info.config.get("spec") or info.config.get("spec_canonical") or {}
     spec = spec if isinstance(spec, dict) else {}
     by_round: dict[int, list[VersionRecord]] = defaultdict(list)
@@ -147,7 +152,23 @@ def collect_run(registry: Registry, run_id: str) -> RunFacts:
         initial=initial,
         refusals=sorted((r for r in by_round.get(0, []) if r.kind is VersionKind.REJECTED),
                         key=lambda r: r.client),
-        rounds=rounds, nodes=[LineageNode(v.version_id, v.record) for v in versions], spec=spec)
+        rounds=rounds, nodes=[LineageNode(v.version_id, v.record) for v in versions], spec=spec,
+        site_evaluation=_site_evaluation(info, evaluations, str(spec.get("task", "classification"))))
+
+
+def _site_evaluation(info: RunInfo, evaluations: list[Evaluation], task: str) -> dict[str, Any] | None:
+    """The sites' evaluation of the final version from its records, else the run's older annotation."""
+    sites = [e for e in evaluations if e.source.startswith(SITE_SOURCE)]
+    if not sites:
+        annotation = info.config.get("site_evaluation")
+        return annotation if isinstance(annotation, dict) else None
+    name = len(SITE_SOURCE)
+    metrics = {e.source[name:]: e.metrics for e in sites if e.failed_reason is None}
+    summary = worst_and_spread(metrics, task if task in HEADLINE_METRIC else "classification")
+    if "worst" in summary:
+        summary["worst_site"] = summary.pop("worst")
+    return {"sites": metrics, "summary": summary,
+            "failed": {e.source[name:]: e.failed_reason for e in sites if e.failed_reason is not None}}
 
 
 def _labelled(runs: list[RunFacts]) -> list[RunFacts]:
@@ -292,7 +313,7 @@ def _sites(runs: list[RunFacts]) -> str:
     rows, failures = [], []
     metric = runs[0].headline
     for r in runs:
-        evaluation = r.info.config.get("site_evaluation")
+        evaluation = r.site_evaluation
         if not isinstance(evaluation, dict):
             continue
         sites = evaluation.get("sites") or {}

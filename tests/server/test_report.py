@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime as dt
 import html
 import re
-import shutil
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -35,13 +34,13 @@ from flonnx.server.federation import Federation
 from flonnx.server.progress import Reporter
 from flonnx.server.report import PLOTS, collect_run, lineage_svg, render_report, write_report
 from flonnx.server.settings import Settings
+from tests.browser import DRAWN, chromium_page, open_offline, plots
 from tests.server.local_grid import LocalGrid
 
 ROUNDS = 3
 STRATEGIES = ("fedavg", "fedmedian", "fedprox")
 FEATURES = ("age", "bmi", "chol", "bp")
 HOSTILE = "evil<script>window.pwned=1</script></svg><b>x"
-CHROMIUM = Path("/usr/bin/chromium")
 SVG = "{http://www.w3.org/2000/svg}"
 
 
@@ -94,27 +93,18 @@ def report_html(compared: Compared, tmp_path_factory: pytest.TempPathFactory) ->
         return write_report(reg, compared.run_ids, tmp_path_factory.mktemp("out") / "report.html")
 
 
-def _plots(text: str) -> list[tuple[str, int, str]]:
-    """(data-plot, data-points, body) of every top-level svg of a report."""
-    found = []
-    pattern = r'<svg [^>]*data-plot="([^"]+)" data-points="(\d+)"[^>]*>(.*?)</svg>'
-    for match in re.finditer(pattern, text, re.S):
-        found.append((match.group(1), int(match.group(2)), match.group(3)))
-    return found
-
-
 # -- what is drawn ---------------------------------------------------------------------------------
 def test_every_plot_is_drawn_with_one_element_per_data_point(report_html: Path) -> None:
-    plots = _plots(report_html.read_text())
+    drawn = plots(report_html.read_text())
 
-    assert {name for name, _, _ in plots} == set(PLOTS)
-    for name, points, body in plots:
+    assert {name for name, _, _ in drawn} == set(PLOTS)
+    for name, points, body in drawn:
         assert points > 0, name
         assert body.count("data-point=") == points, name
 
 
 def test_the_global_metric_has_a_point_per_round_and_run(report_html: Path, compared: Compared) -> None:
-    (metric,) = [(points, body) for name, points, body in _plots(report_html.read_text())
+    (metric,) = [(points, body) for name, points, body in plots(report_html.read_text())
                  if name == "global-metric"]
     points, body = metric
 
@@ -125,7 +115,7 @@ def test_the_global_metric_has_a_point_per_round_and_run(report_html: Path, comp
 
 def test_the_lineage_draws_every_version_and_marks_each_rejection(report_html: Path,
                                                                   compared: Compared) -> None:
-    lineages = [body for name, _, body in _plots(report_html.read_text()) if name == "lineage"]
+    lineages = [body for name, _, body in plots(report_html.read_text()) if name == "lineage"]
 
     assert len(lineages) == len(compared.run_ids)
     for run_id, body in zip(compared.run_ids, lineages, strict=True):
@@ -143,10 +133,10 @@ def test_the_lineage_draws_every_version_and_marks_each_rejection(report_html: P
 
 
 def test_client_plots_of_the_runs_share_their_axes(report_html: Path) -> None:
-    plots = _plots(report_html.read_text())
+    drawn = plots(report_html.read_text())
     for plot in ("client-loss", "client-spread", "participation"):
         ticks = {tuple(re.findall(r'text-anchor="end" fill="#888">([^<]+)<', body))
-                 for name, _, body in plots if name == plot}
+                 for name, _, body in drawn if name == plot}
 
         assert len(ticks) == 1, plot  # the same y ticks in every run's plot
 
@@ -161,7 +151,7 @@ def test_participation_counts_the_accepted_and_rejected_replies(compared: Compar
 
 
 def test_the_site_evaluation_of_the_final_version_is_shown(report_html: Path) -> None:
-    (sites,) = [(points, body) for name, points, body in _plots(report_html.read_text())
+    (sites,) = [(points, body) for name, points, body in plots(report_html.read_text())
                 if name == "site-metric"]
 
     assert sites[0] == len(STRATEGIES) * 3  # three good sites per run; the hostile one failed
@@ -176,7 +166,7 @@ def test_a_hostile_client_id_and_reason_are_escaped(report_html: Path, compared:
     assert "<script" not in text.lower()
     assert html.escape(HOSTILE) in text
     assert html.escape(f"data file {compared.hostile_path} does not exist") in text
-    assert text.count("<svg ") == text.count("</svg>") == len(_plots(text))
+    assert text.count("<svg ") == text.count("</svg>") == len(plots(text))
 
 
 def test_control_characters_become_visible_escapes() -> None:
@@ -244,7 +234,7 @@ def test_time_per_round_is_the_time_between_round_commits(tmp_path: Path,
         facts = collect_run(reg, run_id)
 
     assert [r.seconds for r in facts.rounds] == [7.0, 12.0]
-    (timing,) = [body for name, _, body in _plots(render_report([facts])) if name == "round-time"]
+    (timing,) = [body for name, _, body in plots(render_report([facts])) if name == "round-time"]
     assert "round 1: 7<" in timing and "round 2: 12<" in timing
 
 
@@ -268,7 +258,7 @@ def test_a_run_of_100_rounds_and_20_clients_renders_small_and_fast(tmp_path: Pat
         svg = lineage_svg(reg, run_id)
         seconds = time.perf_counter() - started
 
-    lineage = [p for p in _plots(path.read_text()) if p[0] == "lineage"][0]
+    lineage = [p for p in plots(path.read_text()) if p[0] == "lineage"][0]
     assert lineage[1] == 1 + 100 * 23
     assert len(svg.encode()) < 1_500_000 and path.stat().st_size < 2_000_000
     assert seconds < 20  # measured: well under a second (docs/report.md)
@@ -290,7 +280,7 @@ def test_flonnx_report_and_lineage_graph_write_their_files(compared: Compared, t
 
     assert report.exit_code == 0, report.output
     assert "3 run(s)" in report.output
-    assert len([p for p in _plots((tmp_path / "r.html").read_text()) if p[0] == "lineage"]) == 3
+    assert len([p for p in plots((tmp_path / "r.html").read_text()) if p[0] == "lineage"]) == 3
     assert graph.exit_code == 0, graph.output
     assert ET.parse(tmp_path / "g.svg").getroot().attrib["data-plot"] == "lineage"
     assert missing.exit_code == 1 and "no run matches 'no-such-run'" in missing.output
@@ -309,59 +299,20 @@ def test_simulate_with_report_writes_it_after_the_runs(compared: Compared, tmp_p
                                       str(compared.registry), "--report", str(tmp_path / "sim.html")])
 
     assert result.exit_code == 0, result.output
-    assert len([p for p in _plots((tmp_path / "sim.html").read_text()) if p[0] == "lineage"]) == 3
+    assert len([p for p in plots((tmp_path / "sim.html").read_text()) if p[0] == "lineage"]) == 3
 
 
 # -- in a real browser -----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def page() -> Iterator[Any]:
-    from playwright import sync_api  # the dev extra installs it: missing is a failure, not a skip
-
-    if not CHROMIUM.exists() and shutil.which("chromium") is None:
-        pytest.fail("Debian's chromium is missing: make test and .ci/run install it as root "
-                    "(apt-get install -y chromium); the browser tests need it")
-    with sync_api.sync_playwright() as pw:
-        executable = str(CHROMIUM) if CHROMIUM.exists() else shutil.which("chromium")
-        browser = pw.chromium.launch(executable_path=executable, args=["--no-sandbox"])
-        try:
-            yield browser.new_page(viewport={"width": 1100, "height": 900})
-        finally:
-            browser.close()
-
-
-def _open_offline(page: Any, path: Path) -> tuple[list[str], list[str]]:
-    """Open ``path``; returns (requests refused: anything but the file, console errors)."""
-    refused: list[str] = []
-    errors: list[str] = []
-    own = path.resolve().as_uri()
-
-    def route(r: Any) -> None:
-        if r.request.url == own:
-            r.continue_()
-        else:
-            refused.append(r.request.url)
-            r.abort()
-
-    page.unroute("**/*")
-    page.route("**/*", route)
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.goto(own)
-    page.wait_for_load_state("load")
-    return refused, errors
-
-
-_DRAWN = """() => [...document.querySelectorAll('svg[data-plot]')].map(s => {
-  const box = s.getBoundingClientRect();
-  return {plot: s.dataset.plot, points: Number(s.dataset.points),
-          drawn: s.querySelectorAll('[data-point]').length, width: box.width, height: box.height};
-})"""
+    yield from chromium_page()
 
 
 @pytest.mark.browser
 def test_the_report_renders_in_chromium_with_every_plot_drawn_and_nothing_fetched(
         page: Any, report_html: Path, tmp_path: Path) -> None:
-    refused, errors = _open_offline(page, report_html)
-    drawn = page.evaluate(_DRAWN)
+    refused, errors = open_offline(page, report_html)
+    drawn = page.evaluate(DRAWN)
     page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
 
     assert refused == []
@@ -375,7 +326,7 @@ def test_the_report_renders_in_chromium_with_every_plot_drawn_and_nothing_fetche
 
 @pytest.mark.browser
 def test_hostile_text_renders_as_text_in_chromium(page: Any, report_html: Path, compared: Compared) -> None:
-    _open_offline(page, report_html)
+    open_offline(page, report_html)
 
     reasons = page.eval_on_selector_all("td.reason", "cells => cells.map(c => c.textContent)")
     assert page.evaluate("document.querySelectorAll('script').length") == 0
@@ -384,7 +335,7 @@ def test_hostile_text_renders_as_text_in_chromium(page: Any, report_html: Path, 
     assert f"refused at the handshake: data file {compared.hostile_path} does not exist" in reasons
     assert HOSTILE in page.eval_on_selector_all("tr.rejection td", "cells => cells.map(c => c.textContent)")
     assert page.evaluate("document.querySelectorAll('svg[data-plot] b').length") == 0
-    assert len(page.evaluate(_DRAWN)) == len(_plots(report_html.read_text()))
+    assert len(page.evaluate(DRAWN)) == len(plots(report_html.read_text()))
 
 
 @pytest.mark.browser
@@ -393,8 +344,8 @@ def test_the_lineage_svg_opens_alone_in_chromium(page: Any, compared: Compared, 
         path = tmp_path / "lineage.svg"
         path.write_text(lineage_svg(reg, compared.run_ids[0]), encoding="utf-8")
 
-    refused, errors = _open_offline(page, path)
-    drawn = page.evaluate(_DRAWN)
+    refused, errors = open_offline(page, path)
+    drawn = page.evaluate(DRAWN)
 
     assert refused == [] and errors == []
     versions = len(compared.records(compared.run_ids[0]))
