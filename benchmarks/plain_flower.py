@@ -98,15 +98,18 @@ def make_apps(spec: Any, probe: Probe) -> tuple[Any, Any]:
     from flwr.serverapp.strategy import FedAvg
 
     from flonnx.exchange.sources import evaluation_source, node_source
-    from flonnx.exchange.zoo import build
+    from flonnx.exchange.zoo import build, model_spec
 
     model_name = str(spec.model)
+    zoo = model_spec(model_name)
+    shape = tuple(zoo.input_shape) if zoo is not None else (-1,)  # e.g. the CNN's 1x8x8
     rows: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}  # per node process: read once
 
     def partition(part: int, parts: int) -> tuple[np.ndarray, np.ndarray]:
         if (part, parts) not in rows:
             x, y = node_source({"partition-id": part, "num-partitions": parts}, spec, spec.task).load()
-            rows[part, parts] = np.asarray(x, np.float32), np.asarray(y, np.int64)
+            rows[part, parts] = (np.asarray(x, np.float32).reshape((len(x), *shape)),
+                                 np.asarray(y, np.int64))
         return rows[part, parts]
     train = spec.train_settings
     epochs, batch, lr = (int(train.get("local-epochs", 1)), int(train.get("batch-size", 32)),
@@ -149,7 +152,8 @@ def make_apps(spec: Any, probe: Probe) -> tuple[Any, Any]:
         source = evaluation_source(spec)
         assert source is not None
         ex, ey = source.load()
-        ex_t, ey_t = torch.from_numpy(np.asarray(ex, np.float32)), torch.from_numpy(np.asarray(ey, np.int64))
+        ex_t = torch.from_numpy(np.asarray(ex, np.float32).reshape((len(ex), *shape)))
+        ey_t = torch.from_numpy(np.asarray(ey, np.int64))
         torch.manual_seed(spec.seed)
         model = build(model_name)
 

@@ -20,7 +20,7 @@ if __package__ in (None, ""):  # run as a file: benchmarks/run.py
 from benchmarks.common import RESULTS, ROOT, machine, write_result  # noqa: E402
 
 DOC = ROOT / "docs" / "benchmarks.md"
-NAMES = {"B3": "b3_exchange", "B1": "b1_round"}
+NAMES = {"B3": "b3_exchange", "B1": "b1_round", "B2": "b2_memory"}
 
 
 def _b3(quick: bool) -> dict[str, Any]:
@@ -35,7 +35,13 @@ def _b1(quick: bool) -> dict[str, Any]:
     return b1_round.run(quick)
 
 
-RUNNERS: dict[str, Callable[[bool], dict[str, Any]]] = {"B3": _b3, "B1": _b1}
+def _b2(quick: bool) -> dict[str, Any]:
+    from benchmarks import b2_memory
+
+    return b2_memory.run(quick)
+
+
+RUNNERS: dict[str, Callable[[bool], dict[str, Any]]] = {"B3": _b3, "B1": _b1, "B2": _b2}
 
 
 def _fmt(x: float, digits: int = 2) -> str:
@@ -86,50 +92,119 @@ def render_b3(doc: dict[str, Any]) -> list[str]:
 
 
 def render_b1(doc: dict[str, Any]) -> list[str]:
-    """B1's section of the report."""
+    """B1's section of the report: per model, times, bytes, ratios and flonnx's round breakdown."""
     res = doc["results"]
+    models = [m for m in res.get("models", [res])  # before B1 had several models: one
+              if "error" not in m]
+    failed = [m for m in res.get("models", []) if "error" in m]
     out = ["## B1 round overhead", "",
-           f"Command: `{doc['command']}` ({doc['mode']}, {doc['created']}). {res['description']} "
-           "Round time = wall time between consecutive central evaluations (server side, in the "
-           "simulation's process); first round reported apart. Shared 2-core machine (other jobs "
-           "may run); medians over rounds of several simulations (see notes).", "",
-           "| side | first round s | median round s (rounds 2..) | bytes sent / round | "
-           "bytes received / round | final accuracy |", "|---|---|---|---|---|---|"]
-    for side in ("flonnx", "flower"):
-        s = res[side]
-        out.append(f"| {side} | {_fmt(s['first_round_s'])} | {_fmt(s['median_round_s'])} | "
-                   f"{s['bytes_sent_per_round']:,.0f} | {s['bytes_received_per_round']:,.0f} | "
-                   f"{_fmt(s.get('final_accuracy', float('nan')), 3)} |")
-    r = res["ratios"]
-    out += ["", f"Ratios flonnx / Flower: time **{_fmt(r['time'])}×** (target ≤ 1.05×), bytes "
-            f"sent **{_fmt(r['bytes_sent'], 3)}×**, received **{_fmt(r['bytes_received'], 3)}×** "
-            "(target ≤ 1.02×).", ""]
-    out += ["Train-message bytes per round by record (serialized record; array data alone in "
-            "parentheses):", "", "| side | direction | record | bytes / round |", "|---|---|---|---|"]
-    for side in ("flonnx", "flower"):
-        by = res[side]["bytes_by_type"]
-        for direction in ("sent", "received"):
-            key = f"{direction} train"
-            data = by.get("array_data", {}).get(key, 0) / res["rounds"]
-            for name, size in sorted(by.get("records", {}).get(key, {}).items()):
-                extra = f" ({data:,.0f})" if name == "arrays" else ""
-                out.append(f"| {side} | {direction} | `{name}` | {size / res['rounds']:,.0f}{extra} |")
-    others = {k: v for k, v in res["flonnx"]["bytes_by_type"]["sent"].items() if k != "train"}
-    if others:
-        out += ["", "flonnx's other messages over the whole run (not in the per-round figures), sent / "
-                "received bytes: " + ", ".join(
-                    f"{k} {v:,} / {res['flonnx']['bytes_by_type']['received'].get(k, 0):,}"
-                    for k, v in others.items()) + "."]
+           f"Command: `{doc['command']}` ({doc['mode']}, {doc['created']}). Round time = wall time "
+           "between consecutive central evaluations (server side, in the simulation's process); "
+           "first round reported apart. Shared 2-core machine (other jobs may run); medians over "
+           "rounds of the simulations of each side (see notes). Targets: time ≤ 1.05×, bytes "
+           "≤ 1.02×.", "",
+           "| model | side | first round s | median round s (rounds 2..) | bytes sent / round | "
+           "bytes received / round | final accuracy |", "|---|---|---|---|---|---|---|"]
+    for m in models:
+        name = m.get("model", "digits-mlp")
+        for side in ("flonnx", "flower"):
+            s = m[side]
+            out.append(f"| {name} | {side} | {_fmt(s['first_round_s'])} | {_fmt(s['median_round_s'])} | "
+                       f"{s['bytes_sent_per_round']:,.0f} | {s['bytes_received_per_round']:,.0f} | "
+                       f"{_fmt(s.get('final_accuracy', float('nan')), 3)} |")
+    out += ["", "| model | setting | time ratio | bytes sent ratio | bytes received ratio |",
+            "|---|---|---|---|---|"]
+    for m in models:
+        r = m["ratios"]
+        out.append(f"| {m.get('model', 'digits-mlp')} | {m['description']} | **{_fmt(r['time'])}×** | "
+                   f"**{_fmt(r['bytes_sent'], 3)}×** | **{_fmt(r['bytes_received'], 3)}×** |")
+    out += [f"| {m['model']} | failed: {m['error']} | | | |" for m in failed]
+    out += _b1_breakdown(models)
+    out += ["", "Train-message bytes per round by record (serialized record; array data alone in "
+            "parentheses):", "", "| model | side | direction | record | bytes / round |",
+            "|---|---|---|---|---|"]
+    for m in models:
+        for side in ("flonnx", "flower"):
+            by = m[side]["bytes_by_type"]
+            for direction in ("sent", "received"):
+                key = f"{direction} train"
+                data = by.get("array_data", {}).get(key, 0) / m["rounds"]
+                for name, size in sorted(by.get("records", {}).get(key, {}).items()):
+                    extra = f" ({data:,.0f})" if name == "arrays" else ""
+                    out.append(f"| {m.get('model', 'digits-mlp')} | {side} | {direction} | `{name}` | "
+                               f"{size / m['rounds']:,.0f}{extra} |")
+    for m in models:
+        by = m["flonnx"]["bytes_by_type"]
+        others = {k: v for k, v in by["sent"].items() if k != "train"}
+        if others:
+            out += ["", f"{m.get('model', 'digits-mlp')}: flonnx's other messages over the whole run "
+                    "(not in the per-round figures), sent / received bytes: " + ", ".join(
+                        f"{k} {v:,} / {by['received'].get(k, 0):,}" for k, v in others.items()) + "."]
     out += ["", "Caveat: Flower's in-memory grid polls for replies every 0.1 s (`pull_interval`), so "
-            "sub-second rounds come in steps of about 0.1 s on both sides; with the digits MLP's "
-            "~0.3-0.5 s rounds this cannot resolve a 5 % difference (the quick run has given 1.06× to "
-            "1.9×). A model with longer rounds (digits CNN, ~10 M MLP; not yet run) is needed.", ""]
+            "sub-second rounds come in steps of about 0.1 s on both sides; the digits MLP's "
+            "~0.3-0.5 s rounds cannot resolve a 5 % difference, the longer rounds of the other "
+            "models can.", ""]
     if res.get("notes"):
         out += [f"- {n}" for n in res["notes"]] + [""]
     return out
 
 
-RENDER = {"b3_exchange": render_b3, "b1_round": render_b1}
+def _b1_breakdown(models: list[dict[str, Any]]) -> list[str]:
+    """Median seconds per round of flonnx's server-side steps (rounds 2..), per model."""
+    timed = [m for m in models if m["flonnx"].get("breakdown_s")]
+    if not timed:
+        return []
+    names = sorted({k for m in timed for k in m["flonnx"]["breakdown_s"]})
+    out = ["", "Where flonnx's round goes (server side, median seconds per round over rounds 2..; "
+           "`check replies` includes its hashing and validation; the wait for the nodes includes "
+           "their training and the transport, which plain Flower has too). Extra = flonnx's median "
+           "round - Flower's.", "",
+           "| step | " + " | ".join(m["model"] for m in timed) + " |", "|---|" + "---|" * len(timed)]
+    for name in names:
+        out.append(f"| {name} | " + " | ".join(
+            f"{m['flonnx']['breakdown_s'].get(name, 0.0):.4f}" for m in timed) + " |")
+    out.append("| round (flonnx) | " + " | ".join(f"{m['flonnx']['median_round_s']:.4f}" for m in timed)
+               + " |")
+    out.append("| extra vs Flower | " + " | ".join(
+        f"{m['flonnx']['median_round_s'] - m['flower']['median_round_s']:+.4f}" for m in timed) + " |")
+    return out
+
+
+def render_b2(doc: dict[str, Any]) -> list[str]:
+    """B2's section of the report."""
+    res = doc["results"]
+    out = ["## B2 server memory", "",
+           f"Command: `{doc['command']}` ({doc['mode']}, {doc['created']}). The aggregation step for "
+           "N updates of a float32 MLP of P parameters (`benchmarks/b2_memory.py`), each case in its "
+           "own process. Peak = `tracemalloc` peak of the step in model sizes, the updates it holds "
+           "included (the global model is not counted); above one model = peak minus the update in "
+           "flight that any server must hold to use it. Target: flonnx's extra memory "
+           f"≤ {res['target_models']:g}× the model whatever N. RSS growth = growth of the process's "
+           "peak RSS (its setup may have peaked higher: a lower bound). Time = aggregation work "
+           "only, wall and CPU seconds (wall is inflated when other jobs share the cores). Held "
+           f"cases beyond the budget ({res['budget_bytes'] / 2**30:.1f} GiB of "
+           f"{res['available_bytes'] / 2**30:.1f} GiB available at the start) are not run: their "
+           "updates do not fit.", "",
+           "| P | N | method | peak (models) | above one model | RSS growth MB | seconds | CPU seconds |",
+           "|---|---|---|---|---|---|---|---|"]
+    for c in res["cases"]:
+        if c["status"] == "ran":
+            out.append(f"| {c['size']} | {c['clients']} | {c['method']} | {c['peak_in_models']:.2f} | "
+                       f"{c['peak_in_models'] - 1:.2f} | {c['rss_growth_bytes'] / 1e6:,.0f} | "
+                       f"{c['seconds']:.2f} | {_fmt(c.get('cpu_seconds', float('nan')))} |")
+        else:
+            out.append(f"| {c['size']} | {c['clients']} | {c['method']} | "
+                       f"{c['status']}: {c.get('reason') or c.get('error', '')} | | | | |")
+    out += ["", "fixed-point-v1 = flonnx's streaming aggregator (FedAvg, FedProx, FedAvgM, FedAdagrad, "
+            "FedAdam, FedYogi): one int64 accumulator (2× a float32 model) + 512 KiB of buffers + the "
+            "update being folded, whatever N. flower-fedavg-held = Flower's `FedAvg.aggregate_train` "
+            "over N reply messages held at once; float-v0-held = flonnx's held path (FedMedian, "
+            "FedTrimmedAvg, Krum, MultiKrum, Bulyan, QFedAvg, the DP wrappers and custom strategies, "
+            "which cannot stream).", ""]
+    return out
+
+
+RENDER = {"b3_exchange": render_b3, "b1_round": render_b1, "b2_memory": render_b2}
 
 
 def render(folder: Path = RESULTS) -> str:
@@ -156,8 +231,8 @@ def render(folder: Path = RESULTS) -> str:
     for name, doc in docs.items():
         lines += RENDER[name](doc)
     lines += ["## Not measured yet", "",
-              "B1 for the digits CNN and a ~10 M-parameter MLP and the breakdown of flonnx's extra "
-              "time; B2 server memory (streaming aggregation); B4 storage (retention, compression); "
+              "B1's client-side share of flonnx's extra time (the wait for the nodes, above); "
+              "B2's end-to-end round at N = 100; B4 storage (retention, compression); "
               "B5 scale (1,000 clients); B6 (interpreter, `benchmarks/interpreter_speed.py`) is not "
               "yet folded into this report.", ""]
     return "\n".join(lines)
@@ -170,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="a few minutes (the default)")
     mode.add_argument("--full", action="store_true", help="more repeats and rounds")
-    parser.add_argument("--only", default="", help="comma-separated: B3,B1 (default: all)")
+    parser.add_argument("--only", default="", help="comma-separated: B3,B1,B2 (default: all)")
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--doc", type=Path, default=DOC)
     args = parser.parse_args(argv)
@@ -206,10 +281,23 @@ def _print_ratios(bench: str, data: dict[str, Any]) -> None:
         if hc:
             print(f"  B3 hashes per update: client {hc['hashes_per_update_client_side']:g}, "
                   f"server {hc['hashes_per_update_server_side']:g} (target 1 each)")
+    elif bench == "B2":
+        for c in data["cases"]:
+            if c["status"] == "ran":
+                print(f"  B2 {c['size']} N={c['clients']} {c['method']}: peak {c['peak_in_models']:.2f} "
+                      f"models, {c['seconds']:.2f} s ({c.get('cpu_seconds', float('nan')):.2f} s CPU)")
+            else:
+                print(f"  B2 {c['size']} N={c['clients']} {c['method']}: {c['status']} "
+                      f"({c.get('reason') or c.get('error', '')})")
     elif bench == "B1":
-        r = data["ratios"]
-        print(f"  B1 flonnx/Flower: time {r['time']:.2f}x (target <= 1.05), bytes sent "
-              f"{r['bytes_sent']:.3f}x, received {r['bytes_received']:.3f}x (target <= 1.02)")
+        for m in data.get("models", [data]):
+            if "error" in m:
+                print(f"  B1 {m['model']} failed: {m['error']}")
+                continue
+            r = m["ratios"]
+            print(f"  B1 {m.get('model', 'digits-mlp')} flonnx/Flower: time {r['time']:.2f}x (target "
+                  f"<= 1.05), bytes sent {r['bytes_sent']:.3f}x, received {r['bytes_received']:.3f}x "
+                  "(target <= 1.02)")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,11 @@ For every committed round ``r``: rebuild the recorded strategy from its recorded
 restore the strategy state saved after round ``r - 1``, configure the round on the recorded global
 weights, aggregate the recorded client updates (the aggregate's parents) and compare the weights id
 with the recorded aggregate's, and the new strategy state with the one saved after round ``r``.
-No client and no Flower grid is involved. A strategy that cannot be built at all (a custom
+No client and no Flower grid is involved. Each round is aggregated by the aggregator its aggregate
+records (``aggregator`` and ``aggregator-scale-bits`` in its strategy config,
+:func:`~flonnx.server.strategies.recorded_aggregator`); a run from before streaming records none and
+replays the held way (``float-v0``). A streamed round loads, folds and drops one update at a time.
+A strategy that cannot be built at all (a custom
 ``module:Class`` that is not importable here, see docs/strategies.md) is one error before any round,
 not a mismatch of every round.
 """
@@ -18,9 +22,9 @@ from flonnx.exchange.errors import FlonnxError, LineageError
 from flonnx.exchange.hashing import weights_id
 from flonnx.exchange.lineage import VersionKind
 from flonnx.exchange.registry import Registry, strategy_state_id
-from flonnx.server.aggregation import AggregationInput, aggregate_round, configure_round
+from flonnx.server.aggregation import AggregationInput, RoundAggregation, configure_round
 from flonnx.server.settings import Settings
-from flonnx.server.strategies import DP_CLIPPING_MODE, build_strategy
+from flonnx.server.strategies import DP_CLIPPING_MODE, build_strategy, recorded_aggregator
 from flonnx.server.strategy_state import capture_state, restore_state
 
 __all__ = ["ReplayReport", "RoundReplay", "replay_run"]
@@ -89,18 +93,23 @@ def _replay_round(
             raise LineageError(f"no strategy state saved after round {rnd - 1}")
         restore_state(built.strategy, *registry.get_state(before))
         definition = registry.get_definition(aggregate.definition_id)
-        updates = []
-        for parent in aggregate.parents:
-            record = registry.record(parent)
-            updates.append(AggregationInput(record.client, registry.get_weights(record.weights_id),
-                                            record.num_examples, dict(record.metrics)))
+        aggregator, bits = recorded_aggregator(aggregate.strategy_config)
         train_config: dict[str, Any] = dict(settings.train)
         if built.dp_clipping:
             train_config[DP_CLIPPING_MODE] = built.dp_clipping
         configure_round(built.strategy, rnd, settings.seed, registry.get_weights(base.weights_id),
-                        train_config, list(range(1, max(sampled, len(updates)) + 1)))
-        weights, _ = aggregate_round(built.strategy, rnd, settings.seed, updates, definition,
-                                     label=aggregate.strategy)
+                        train_config, list(range(1, max(sampled, len(aggregate.parents)) + 1)))
+        aggregation = RoundAggregation(built.strategy, aggregator, rnd, settings.seed, definition,
+                                       updates=len(aggregate.parents), bits=bits,
+                                       label=aggregate.strategy)
+        if aggregator.streams and not aggregation.streaming:
+            raise LineageError(f"round {rnd} records {aggregator.name} at scale 2**{bits}, which "
+                               "this strategy and definition cannot use")
+        for parent in aggregate.parents:
+            record = registry.record(parent)
+            aggregation.add(AggregationInput(record.client, registry.get_weights(record.weights_id),
+                                             record.num_examples, dict(record.metrics)))
+        weights, _ = aggregation.finish()
     except FlonnxError as exc:
         return RoundReplay(rnd, False, "", str(exc))
     produced = weights_id(weights)

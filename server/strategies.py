@@ -12,6 +12,14 @@ FedOpt's betas in [0, 1), Krum's and Bulyan's bound on the malicious nodes a rou
 The effective configuration (every settable parameter, defaults included, keys in ``dash-case``) is
 what lineage records; :func:`build_strategy` accepts it back unchanged, which is how resume and
 replay rebuild the recorded strategy.
+
+Aggregation (:mod:`flonnx.server.streaming`): the strategies whose aggregate is a server step on a
+weighted mean of the client arrays (:data:`STREAMING`) fold each update into an exact fixed-point
+mean as it arrives (``aggregator=fixed-point-v1``, with ``aggregator-bound`` and
+``aggregator-max-examples``), so the server holds O(model), not O(clients x model). The others
+(median, trimmed mean, Krum, MultiKrum, Bulyan, QFedAvg, the DP wrappers, custom strategies) need
+every update at once and keep the held path (``float-v0``). These keys sit in the recorded config;
+a recorded config without them is a run from before streaming, aggregated the held way.
 """
 
 from __future__ import annotations
@@ -24,17 +32,29 @@ import os
 import sys
 import types
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Union, get_args, get_origin
 
 from flonnx.exchange import wire
 from flonnx.exchange.errors import FlonnxError
+from flonnx.server.streaming import (
+    DEFAULT_BOUND,
+    DEFAULT_MAX_EXAMPLES,
+    FIXED_POINT,
+    HELD,
+    AggregatorSpec,
+)
 
 __all__ = [
+    "AGGREGATOR_SCALE_BITS",
     "DP_CLIPPING_MODE",
     "DP_WRAPPERS",
     "STRATEGIES",
+    "STREAMING",
+    "AggregatorSpec",
     "BuiltStrategy",
+    "aggregator_config",
+    "recorded_aggregator",
     "build_strategy",
     "check_parameters",
     "strategy_names",
@@ -56,6 +76,16 @@ STRATEGIES: dict[str, str] = {
     "bulyan": "Bulyan",
     "qfedavg": "QFedAvg",
 }
+
+#: Strategies whose arrays are (a server step on) the weighted mean FedAvg computes: FedAvg and
+#: FedProx return it, FedAvgM and FedAdagrad/FedAdam/FedYogi apply their step to it.
+STREAMING = ("fedavg", "fedprox", "fedavgm", "fedadagrad", "fedadam", "fedyogi")
+
+#: Recorded-config keys of the aggregator; the scale is chosen per round and recorded per aggregate.
+AGGREGATOR, AGGREGATOR_BOUND, AGGREGATOR_MAX_EXAMPLES = (
+    "aggregator", "aggregator-bound", "aggregator-max-examples")
+AGGREGATOR_SCALE_BITS = "aggregator-scale-bits"
+_AGGREGATOR_KEYS = (AGGREGATOR, AGGREGATOR_BOUND, AGGREGATOR_MAX_EXAMPLES, AGGREGATOR_SCALE_BITS)
 
 #: name -> (class in flwr.serverapp.strategy, client-side clipping mode or "" for server-side)
 DP_WRAPPERS: dict[str, tuple[str, str]] = {
@@ -124,6 +154,7 @@ class BuiltStrategy:
     strategy: Any  # flwr.serverapp.strategy.Strategy
     config: dict[str, str]  # effective configuration, dash-case keys, recorded in lineage
     dp_clipping: str = ""  # "fixed" / "adaptive" when clients must clip, else ""
+    aggregator: AggregatorSpec = AggregatorSpec()  # how its rounds are aggregated
 
 
 def strategy_names() -> list[str]:
@@ -283,7 +314,9 @@ def build_strategy(
 
     Args:
         name: A name from :func:`strategy_names` or ``package.module:Class``.
-        config: ``key=value`` parameters (dash- or snake-case keys, string values).
+        config: ``key=value`` parameters (dash- or snake-case keys, string values), and for the
+            :data:`STREAMING` strategies the aggregator's keys (module docstring);
+            ``aggregator-scale-bits``, recorded per round, is accepted and ignored.
         defaults: Values for parameters the user did not set, derived from the run (e.g.
             ``num_sampled_clients``); ignored where the strategy has no such parameter.
 
@@ -291,10 +324,88 @@ def build_strategy(
         The strategy with its effective configuration, which rebuilds the same strategy.
 
     Raises:
-        FlonnxError: unknown name, unknown parameter, unparsable value, or the strategy rejected
-            its parameters.
+        FlonnxError: unknown name, unknown parameter, unparsable value, the strategy rejected
+            its parameters, or an aggregator it cannot use.
     """
-    defaults = dict(defaults or {})
+    given = {k.replace("_", "-"): str(v) for k, v in config.items()
+             if k.replace("_", "-") in _AGGREGATOR_KEYS}
+    rest = {k: v for k, v in config.items() if k.replace("_", "-") not in _AGGREGATOR_KEYS}
+    built = _build(name, rest, dict(defaults or {}))
+    aggregator = _aggregator(name, given)
+    if aggregator is None:
+        return built
+    return replace(built, config={**built.config, **aggregator_config(aggregator)},
+                   aggregator=aggregator)
+
+
+def aggregator_config(aggregator: AggregatorSpec) -> dict[str, str]:
+    """The recorded-config keys of ``aggregator``."""
+    if not aggregator.streams:
+        return {AGGREGATOR: aggregator.name}
+    return {AGGREGATOR: aggregator.name, AGGREGATOR_BOUND: repr(aggregator.bound),
+            AGGREGATOR_MAX_EXAMPLES: str(aggregator.max_examples)}
+
+
+def _aggregator(name: str, given: Mapping[str, str]) -> AggregatorSpec | None:
+    """The aggregator ``name`` uses with the ``given`` keys; ``None``: held, nothing to record."""
+    chosen = given.get(AGGREGATOR, FIXED_POINT if name in STREAMING else HELD)
+    if chosen not in (FIXED_POINT, HELD):
+        raise FlonnxError(f"unknown aggregator {chosen!r}; choose {FIXED_POINT} (streamed, exact) "
+                          f"or {HELD} (every update held, the strategy's own float arithmetic)")
+    settings = sorted(set(given) & {AGGREGATOR_BOUND, AGGREGATOR_MAX_EXAMPLES})
+    if name not in STREAMING:
+        if chosen == FIXED_POINT or settings:
+            raise FlonnxError(
+                f"strategy {name!r} cannot aggregate as replies arrive: its aggregate needs every "
+                f"update at once (only {', '.join(STREAMING)} stream); it uses {HELD}")
+        return None
+    if chosen == HELD:
+        if settings:
+            raise FlonnxError(f"{', '.join(settings)} applies to aggregator={FIXED_POINT} only")
+        return AggregatorSpec(HELD)
+    return _fixed_point(given)
+
+
+def _fixed_point(given: Mapping[str, str]) -> AggregatorSpec:
+    try:
+        bound = float(given.get(AGGREGATOR_BOUND, DEFAULT_BOUND))
+        max_examples = int(given.get(AGGREGATOR_MAX_EXAMPLES, DEFAULT_MAX_EXAMPLES))
+    except ValueError as exc:
+        raise FlonnxError(f"aggregator settings: {exc} (aggregator-bound is a number, "
+                          "aggregator-max-examples an integer)") from None
+    if not 0 < bound < math.inf:
+        raise FlonnxError(f"aggregator-bound={given[AGGREGATOR_BOUND]} is out of range; "
+                          "allowed: (0, inf)")
+    if not 1 <= max_examples < 2**31:
+        raise FlonnxError(f"aggregator-max-examples={given[AGGREGATOR_MAX_EXAMPLES]} is out of "
+                          "range; allowed: 1 to 2**31 - 1")
+    return AggregatorSpec(FIXED_POINT, bound, max_examples)
+
+
+def recorded_aggregator(config: Mapping[str, str]) -> tuple[AggregatorSpec, int | None]:
+    """The aggregator an aggregate's recorded config names, and the round's scale exponent.
+
+    A config without the ``aggregator`` key was aggregated the held way (runs from before
+    streaming, and strategies that cannot stream).
+
+    Raises:
+        FlonnxError: an unknown aggregator, or a fixed-point round without its scale.
+    """
+    given = {k: str(v) for k, v in config.items() if k in _AGGREGATOR_KEYS}
+    chosen = given.get(AGGREGATOR, HELD)
+    if chosen == HELD:
+        return AggregatorSpec(HELD), None
+    if chosen != FIXED_POINT:
+        raise FlonnxError(f"recorded aggregator {chosen!r} is not known to this flonnx "
+                          f"({FIXED_POINT}, {HELD})")
+    try:
+        bits = int(given[AGGREGATOR_SCALE_BITS])
+    except (KeyError, ValueError):
+        raise FlonnxError(f"a {FIXED_POINT} aggregate must record {AGGREGATOR_SCALE_BITS}") from None
+    return _fixed_point(given), bits
+
+
+def _build(name: str, config: Mapping[str, str], defaults: dict[str, Any]) -> BuiltStrategy:
     cls = _resolve(name)
     if name not in DP_WRAPPERS:
         kwargs, effective = _kwargs(name, cls, config, defaults)
@@ -308,7 +419,7 @@ def build_strategy(
         raise FlonnxError(f"{name} cannot wrap another DP wrapper ({inner_name})")
     inner_config = {k: v for k, v in config.items()
                     if k != _INNER and k.replace("-", "_") not in own}
-    inner = build_strategy(inner_name, inner_config, defaults)
+    inner = _build(inner_name, inner_config, defaults)
     kwargs, effective = _kwargs(name, cls, wrapper_config, defaults)
     clash = sorted(set(effective) & set(inner.config))
     if clash:

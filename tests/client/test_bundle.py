@@ -107,30 +107,24 @@ def test_a_simulated_node_records_no_bundle_so_flwr_run_and_simulate_ids_agree(
 ) -> None:
     import json
 
-    from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, RecordDict
+    from flwr.app import ConfigRecord, Context, Message, RecordDict
     from flwr.supercore.task_identity import TaskIdentity
 
     from flonnx.client.app import app as client_app
     from flonnx.exchange import wire
-    from flonnx.exchange.hashing import weights_id
 
-    definition, weights = mlp_model
+    definition, _ = mlp_model
     TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 1, 0, 1
-    message = Message(RecordDict({
-        wire.ARRAYS: ArrayRecord({k: Array(v) for k, v in weights.items()}),
-        wire.CONFIG: ConfigRecord({"local-epochs": 1}),
-        wire.LINEAGE: ConfigRecord({
-            wire.LINEAGE_RUN: "run", wire.LINEAGE_ROUND: 1, wire.LINEAGE_VERSION: "v" * 64,
-            wire.LINEAGE_DEFINITION_ID: definition.id, wire.LINEAGE_WEIGHTS_ID: weights_id(weights),
-            wire.LINEAGE_DEFINITION: definition.canonical_bytes, wire.LINEAGE_SEED: 1}),
-    }), dst_node_id=7, message_type="train")
+    message = Message(RecordDict({wire.HELLO: ConfigRecord({
+        wire.HELLO_TASK: "classification", wire.HELLO_PROTOCOL: wire.PROTOCOL_VERSION,
+        wire.HELLO_DEFINITION: definition.canonical_bytes})}), dst_node_id=7, message_type="query")
     context = Context(run_id=1, node_id=7, node_config={"partition-id": 0, "num-partitions": 6,
                                                         "framework": "torch"},
                       state=RecordDict(), run_config={})
 
-    reply = client_app(message, context)
+    reply = client_app(message, context)  # the environment travels once, in the hello reply
 
-    environment = json.loads(str(reply.content[wire.LINEAGE][wire.REPLY_ENVIRONMENT]))
+    environment = json.loads(str(reply.content[wire.HELLO][wire.REPLY_ENVIRONMENT]))
     assert bundle_digest() != ""
     assert environment["bundle"] == ""
     assert "flonnx" in environment
