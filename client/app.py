@@ -6,19 +6,27 @@ Node config keys (a hospital's SuperNode: ``--node-config 'data="/data/a.csv" la
 - ``framework``: ``torch``, ``jax`` or ``sklearn`` (in simulation: the spec's seeded assignment);
 - ``data`` and optionally ``label``, ``features``, ``categorical``, ``classes``, ``missing``,
   ``min-rows``: the node's own data file (CSV, Parquet or NPZ);
+- ``sensitive``: a column of that file whose groups the site evaluation breaks its metrics down by
+  (:mod:`flonnx.exchange.groups`: groups under 5 rows are never sent; with a policy, only if its
+  ``share`` lists ``group-metrics``); in simulation the spec's ``[data] sensitive``;
 - ``policy``: the site's policy file (:mod:`flonnx.exchange.policy`): which definitions, how many
   parameters, which operators, how few rows; checked before any training or evaluation;
 - ``audit``: a directory where the node keeps a copy of every reply it sends
   (:mod:`flonnx.client.audit`);
-- ``fault``: ``raise`` or ``nan`` (demo and tests of failure handling only);
+- ``fault`` (with ``fault-seconds``, ``fault-scale``, ``fault-sigma``): a fault or attack to inject,
+  one of :data:`flonnx.exchange.spec.FAULTS` (demo and tests of failure handling only,
+  :mod:`flonnx.client.faults`);
 - in simulation Flower sets ``partition-id``/``num-partitions``, and the node's data is that
   partition of the spec's dataset (:mod:`flonnx.exchange.sources`).
 
 A node whose data is unusable, or whose policy does not allow the round, still answers: with a
 one-line refusal (never a cell's value), at the handshake and in every round it is sampled, and the
 server records it in the lineage. Every handshake reply states the node's protocol and flonnx
-versions; every update's environment names its flonnx version and its app bundle
-(:mod:`flonnx.client.bundle`). docs/site-policy.md lists what leaves a site.
+versions; a serving node's also states its environment, which names its flonnx version and its
+app bundle (:mod:`flonnx.client.bundle`) and which the server records with each of its updates,
+and the ids of the definitions it holds (cached by id: a round sends a definition's bytes only
+to a node that lacks it, see :mod:`flonnx.exchange.wire`). docs/site-policy.md lists what leaves
+a site.
 """
 
 from __future__ import annotations
@@ -35,7 +43,7 @@ from flwr.clientapp import ClientApp
 
 from flonnx.client.audit import audit_mod
 from flonnx.client.bundle import bundle_digest
-from flonnx.client.mods import dp_clipping_mod
+from flonnx.client.mods import dp_clipping_mod, fault_mod
 from flonnx.client.trainers import TrainConfig, Trainer, get_trainer
 from flonnx.exchange import wire
 from flonnx.exchange.definition import Definition
@@ -44,6 +52,7 @@ from flonnx.exchange.evaluation import evaluate_rows
 from flonnx.exchange.hashing import canonical_json, weights_id
 from flonnx.exchange.lineage import environment, flonnx_version
 from flonnx.exchange.models import input_dims
+from flonnx.exchange.npy import decode_tensors
 from flonnx.exchange.policy import SitePolicy
 from flonnx.exchange.preprocess import METADATA_KEY, Preprocessing, local_stats
 from flonnx.exchange.seeds import derive_seed
@@ -114,14 +123,12 @@ def _bundle(node_config: Mapping[str, Any]) -> str:
 
 
 def _trainer(node_config: Mapping[str, Any], spec: FederationSpec | None, framework: str) -> Trainer:
-    fault = node_config.get("fault")
-    if fault is None and spec is not None and "partition-id" in node_config:
-        fault = dict(spec.faults).get(int(node_config["partition-id"]))
     trainer = get_trainer(framework)
-    if fault:
-        from flonnx.client.faults import faulty
+    if node_config.get("fault") or (spec is not None and (spec.faults or spec.byzantine)):
+        from flonnx.client.faults import fault_of, faulty
 
-        return faulty(trainer, str(fault))
+        fault = fault_of(node_config, spec)
+        return faulty(trainer, fault) if fault else trainer
     return trainer
 
 
@@ -191,6 +198,29 @@ def _finite(value: float) -> float:
     return value if np.isfinite(value) else float(np.finfo(np.float64).max)
 
 
+def _sensitive(node_config: Mapping[str, Any], spec: FederationSpec | None) -> str | None:
+    """The column a site evaluation breaks its metrics down by: node config ``sensitive``, else the spec's."""
+    column = str(node_config.get("sensitive") or "").strip()
+    if column:
+        return column
+    return spec.data.sensitive if spec is not None and spec.data is not None else None
+
+
+def _group_metrics(groups: np.ndarray, policy: SitePolicy | None, definition: Definition,
+                   weights: Mapping[str, np.ndarray], x: np.ndarray, y: np.ndarray,
+                   task: str) -> dict[str, float]:
+    """Per-group metrics (``group.VALUE.METRIC``) of the groups with enough rows to be sent.
+
+    A group smaller than ``MIN_SITE_GROUP_ROWS`` or the policy's ``min-rows`` never leaves the node.
+    """
+    from flonnx.exchange.evaluation import evaluation_outputs
+    from flonnx.exchange.groups import MIN_SITE_GROUP_ROWS, group_metrics, metrics_of_groups
+
+    least = max(MIN_SITE_GROUP_ROWS, (policy.min_rows or 0) if policy is not None else 0)
+    outputs, kind = evaluation_outputs(definition, weights, x, task)
+    return metrics_of_groups(group_metrics(outputs, y, groups, task, kind, min_rows=least))
+
+
 def _refuse(msg: Message, reason: str, metrics: Mapping[str, float] | None = None) -> Message:
     content = RecordDict({wire.REFUSAL: ConfigRecord({wire.REFUSAL_REASON: reason[:2000]})})
     if metrics:
@@ -198,21 +228,115 @@ def _refuse(msg: Message, reason: str, metrics: Mapping[str, float] | None = Non
     return Message(content, reply_to=msg)
 
 
-def _received(msg: Message) -> tuple[Definition, dict[str, np.ndarray], ConfigRecord]:
-    """The round's definition and weights, each checked against the id the server announced."""
-    lineage = msg.content.config_records[wire.LINEAGE]
-    definition = Definition.from_bytes(bytes(lineage[wire.LINEAGE_DEFINITION]))  # type: ignore[arg-type]
-    if definition.id != lineage[wire.LINEAGE_DEFINITION_ID]:
+class _MissingDefinition(FlonnxError):
+    """A message names a definition id this node does not hold and brings no bytes for it."""
+
+    def __init__(self, definition_id: str) -> None:
+        super().__init__(f"this node does not hold definition {definition_id[:12]}; send its bytes")
+        self.definition_id = definition_id
+
+
+#: How many definitions a node keeps (a run uses one; a resumed or changed model adds one).
+DEFINITION_CACHE = 4
+_CACHE = "flonnx.definitions"  # the node state's record: definition id -> canonical bytes
+_CACHE_ORDER = "order"  # in that record: the ids, oldest first (not a hex id, so never a clash)
+#: Definitions this process parsed from verified cache entries, by id (parsing is the cost).
+_PARSED: dict[str, Definition] = {}
+
+
+def _cache(context: Context) -> ConfigRecord:
+    if _CACHE not in context.state.config_records:
+        context.state[_CACHE] = ConfigRecord({_CACHE_ORDER: []})
+    return context.state.config_records[_CACHE]
+
+
+def _remember(context: Context, definition: Definition) -> None:
+    """Keep a verified definition (its id is the hash of the bytes kept) in the node's cache."""
+    cache = _cache(context)
+    order = [str(i) for i in cache.get(_CACHE_ORDER, []) if i != definition.id]  # type: ignore[union-attr]
+    order.append(definition.id)
+    for old in order[:-DEFINITION_CACHE]:
+        cache.pop(old, None)
+    cache[definition.id] = definition.canonical_bytes
+    cache[_CACHE_ORDER] = order[-DEFINITION_CACHE:]
+    if len(_PARSED) >= 4 * DEFINITION_CACHE:  # one process may serve many simulated nodes
+        _PARSED.clear()
+    _PARSED[definition.id] = definition
+
+
+def _cached_ids(context: Context) -> list[str]:
+    """The definition ids this node holds, oldest first."""
+    return [str(i) for i in _cache(context).get(_CACHE_ORDER, [])]  # type: ignore[union-attr]
+
+
+def _cached(context: Context, definition_id: str) -> Definition | None:
+    """The node's cached definition ``definition_id``, or None."""
+    if definition_id not in _cached_ids(context):
+        return None
+    if definition_id in _PARSED:
+        return _PARSED[definition_id]
+    data = _cache(context).get(definition_id)
+    if not isinstance(data, bytes):
+        return None
+    definition = Definition.from_bytes(data)
+    if definition.id != definition_id:  # a damaged node state: act as if it were not held
+        return None
+    _PARSED[definition_id] = definition
+    return definition
+
+
+def _definition(lineage: ConfigRecord, context: Context) -> Definition:
+    """The message's definition: its bytes checked against the announced id, or the cached one.
+
+    Raises:
+        _MissingDefinition: the message brings no bytes and this node does not hold the id.
+    """
+    announced = str(lineage[wire.LINEAGE_DEFINITION_ID])
+    data = lineage.get(wire.LINEAGE_DEFINITION)
+    if not isinstance(data, bytes):
+        cached = _cached(context, announced)
+        if cached is None:
+            raise _MissingDefinition(announced)
+        return cached
+    definition = _PARSED.get(announced)
+    if definition is None or definition.canonical_bytes != data:
+        definition = Definition.from_bytes(data)
+    if definition.id != announced:
         raise InvalidUpdate(
             f"received definition hashes to {definition.id[:12]}, the server announced "
-            f"{str(lineage[wire.LINEAGE_DEFINITION_ID])[:12]}"
+            f"{announced[:12]}"
         )
+    _remember(context, definition)
+    return definition
+
+
+def _received(
+    msg: Message, context: Context | None = None
+) -> tuple[Definition, dict[str, np.ndarray], ConfigRecord]:
+    """The round's definition and weights, each checked against the id the server announced.
+
+    With the node's ``context`` a message may name a definition the node holds instead of carrying
+    it (protocol 2), and a definition it carries is cached; without, it must carry the bytes.
+
+    Raises:
+        _MissingDefinition: the message names a definition this node does not hold.
+    """
+    lineage = msg.content.config_records[wire.LINEAGE]
+    definition = _definition(lineage, context or Context(0, 0, {}, RecordDict(), {}))
     _runnable(definition)
-    weights = {name: array.numpy() for name, array in msg.content.array_records[wire.ARRAYS].items()}
+    weights = decode_tensors(msg.content.array_records[wire.ARRAYS], definition,
+                             source="the server's message")
     definition.validate(weights, source="global weights from the server")
     if weights_id(weights) != lineage[wire.LINEAGE_WEIGHTS_ID]:
         raise InvalidUpdate("received weights do not hash to the announced weights id")
     return definition, weights, lineage
+
+
+def _missing(msg: Message, exc: _MissingDefinition) -> Message:
+    """The typed refusal of a message whose definition this node lacks: it names the id."""
+    reply = _refuse(msg, str(exc))
+    reply.content.config_records[wire.REFUSAL][wire.REFUSAL_MISSING_DEFINITION] = exc.definition_id
+    return reply
 
 
 def _announced(request: Mapping[str, Any]) -> Definition | None:
@@ -226,10 +350,30 @@ def _announced(request: Mapping[str, Any]) -> Definition | None:
         raise _Refusal(f"the coordinator's definition is unreadable: {exc}") from exc
 
 
+def _introduction(context: Context, request: Mapping[str, Any]) -> dict[str, str]:
+    """What a serving node states once, in its hello reply: its environment and cached definitions.
+
+    The announced definition is cached first (its id is the hash of its bytes, so what is kept is
+    verified): the first round then names it by id only.
+    """
+    try:
+        announced = _announced(request)
+    except _Refusal:  # unreadable: the first round brings the bytes (or the policy refused it)
+        announced = None
+    if announced is not None:
+        _remember(context, announced)
+    return {
+        wire.REPLY_ENVIRONMENT: canonical_json(
+            {**environment(), "bundle": _bundle(context.node_config)}).decode("utf-8"),
+        wire.REPLY_DEFINITIONS: json.dumps(_cached_ids(context)),
+    }
+
+
 def make_client_app(spec: FederationSpec | None = None) -> ClientApp:
     """A ClientApp; ``spec`` (in-process simulation) replaces the one named in run config."""
     # the audit mod wraps every handler and its mods, so it logs exactly the reply that is sent
-    client_app = ClientApp(mods=[audit_mod])
+    # the fault mod (tests and demos: node config ``fault``) sits inside it, so the log shows a fault
+    client_app = ClientApp(mods=[audit_mod, fault_mod(lambda context: _spec(context, spec))])
     versions: dict[str, int | str] = {wire.REPLY_PROTOCOL: wire.PROTOCOL_VERSION,
                                       wire.REPLY_FLONNX: flonnx_version()}
 
@@ -255,6 +399,7 @@ def make_client_app(spec: FederationSpec | None = None) -> ClientApp:
                 return Message(RecordDict({wire.HELLO: ConfigRecord({
                     **versions, wire.REPLY_CLIENT: key, wire.REPLY_FRAMEWORK: framework,
                     wire.REPLY_FRAMEWORK_VERSION: trainer.version(),
+                    **_introduction(context, request),
                     wire.REPLY_CATEGORIES: json.dumps(categories),
                     wire.REPLY_FEATURES: json.dumps(source.features()),
                 })}), reply_to=msg)
@@ -271,6 +416,7 @@ def make_client_app(spec: FederationSpec | None = None) -> ClientApp:
             wire.REPLY_FRAMEWORK_VERSION: trainer.version(), wire.REPLY_NUM_EXAMPLES: len(y),
             wire.REPLY_NUM_FEATURES: int(x.shape[1]),
             wire.REPLY_FEATURES: json.dumps(source.features()),
+            **_introduction(context, request),
         })})
         if bool(request.get(wire.HELLO_STATS, False)):
             stats = local_stats(x, y if task == "regression" else None)
@@ -286,9 +432,14 @@ def make_client_app(spec: FederationSpec | None = None) -> ClientApp:
         try:
             policy = _policy(context.node_config)
             _enforce(policy, definition)
-            x, y = _load(node_source(context.node_config, run_spec, task), definition)
+            source = node_source(context.node_config, run_spec, task)
+            x, y = _load(source, definition)
             _enforce(policy, rows=len(y))
             metrics = evaluate_rows(definition, weights, x, y, task)
+            column = _sensitive(context.node_config, run_spec)
+            if column is not None and (policy is None or policy.allows("group-metrics")):
+                metrics.update(_group_metrics(source.groups(column), policy, definition, weights,
+                                              x, y, task))
         except FlonnxError as exc:
             return _refuse(msg, str(exc))
         return Message(RecordDict({wire.METRICS: MetricRecord(
@@ -297,8 +448,15 @@ def make_client_app(spec: FederationSpec | None = None) -> ClientApp:
 
     @client_app.train(mods=[dp_clipping_mod])  # per handler: on the ClientApp it would also catch queries
     def train(msg: Message, context: Context) -> Message:
-        """Verify the definition and weights ids, train in this node's framework, reply with lineage."""
-        definition, weights, lineage = _received(msg)
+        """Verify the definition and weights ids, train in this node's framework, reply with lineage.
+
+        The definition comes from the message or, if it names one by id only, from the node's
+        cache; a node that lacks it refuses naming the id, and the coordinator resends the bytes.
+        """
+        try:
+            definition, weights, lineage = _received(msg, context)
+        except _MissingDefinition as exc:
+            return _missing(msg, exc)
         config = TrainConfig.from_config(dict(msg.content[wire.CONFIG]),
                                          int(str(lineage[wire.LINEAGE_SEED])))
         task = str(msg.content[wire.CONFIG].get(wire.CONFIG_TASK, "classification"))
@@ -331,9 +489,7 @@ def make_client_app(spec: FederationSpec | None = None) -> ClientApp:
             # under client-side clipping, dp_clipping_mod replaces the weights and hashes what it
             # sends: hashing the unclipped ones here too would be a second hash of every update
             wire.REPLY_WEIGHTS_ID: "" if clipping else weights_id(result.weights),
-            wire.REPLY_SEED: config.seed,
-            wire.REPLY_ENVIRONMENT: canonical_json(
-                {**environment(), "bundle": _bundle(context.node_config)}).decode("utf-8"),
+            wire.REPLY_SEED: config.seed,  # the environment went once, in the hello reply
         })
         metrics = MetricRecord({wire.REPLY_NUM_EXAMPLES: result.num_examples, **result.metrics})
         content = RecordDict({

@@ -19,6 +19,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
+from flonnx.exchange.crashpoints import crash_point
 from flonnx.exchange.errors import RegistryError
 from flonnx.exchange.hashing import sha256_hex
 
@@ -70,14 +71,17 @@ class BlobStore:
         final = self.path(blob_id)
         if final.exists():
             return blob_id
+        crash_point("blob.before_write")
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = self._tmp / f"{blob_id}.{secrets.token_hex(4)}"
         with open(tmp, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        crash_point("blob.after_tmp_write")
         os.replace(tmp, final)
         fsync_dir(final.parent)
+        crash_point("blob.after_write")
         return blob_id
 
     def get(self, blob_id: str) -> bytes:
@@ -104,7 +108,7 @@ class FsspecBlobStore:
         try:
             self.fs: Any
             self.fs, self.root = fsspec.core.url_to_fs(url)
-        except (ImportError, ValueError) as exc:
+        except (ImportError, ValueError, OSError) as exc:  # a missing driver, a bad URL, a missing library
             raise RegistryError(f"cannot open the blob store {shown or url}: {exc}") from None
         self.root = str(self.root).rstrip("/")
         self.shown = shown or url

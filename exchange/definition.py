@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import onnx
@@ -106,7 +107,36 @@ def load_model_bytes(data: bytes, *, max_bytes: int = MAX_MODEL_BYTES) -> onnx.M
     return model
 
 
+def _reject_non_text(model: onnx.ModelProto) -> None:
+    """Refuse a string field that is not valid UTF-8 (protobuf then returns ``bytes``, not ``str``).
+
+    ONNX's schema is proto2, whose parser accepts any bytes in a ``string`` field: an operator type
+    or a name of bytes would otherwise reach ``onnx.defs`` and the checks below as a foreign type.
+    """
+    stack: list[Any] = [model]
+    while stack:
+        message = stack.pop()
+        if isinstance(message, TensorProto):  # ListFields would copy raw_data: read its text fields only
+            fields = [(f, getattr(message, f.name)) for f in _TENSOR_TEXT_FIELDS]
+        else:
+            fields = message.ListFields()
+        for field, value in fields:
+            items = value if field.is_repeated else (value,)
+            if field.type == field.TYPE_MESSAGE:
+                stack.extend(items)
+            elif field.type == field.TYPE_STRING and any(not isinstance(item, str) for item in items):
+                raise InvalidModel(f"a {message.DESCRIPTOR.name}.{field.name} is not valid UTF-8 text")
+
+
+_TENSOR_TEXT_FIELDS = tuple(
+    f for f in TensorProto.DESCRIPTOR.fields if f.type in (f.TYPE_STRING, f.TYPE_MESSAGE) and f.is_repeated
+) + tuple(f for f in TensorProto.DESCRIPTOR.fields if f.type == f.TYPE_STRING and not f.is_repeated)
+
+
 def _reject_unsafe(model: onnx.ModelProto) -> None:
+    if len(model.graph.node) > MAX_NODES:  # before walking every field of a huge graph
+        raise InvalidModel(f"graph has more than {MAX_NODES} nodes (the limit)")
+    _reject_non_text(model)
     graph = model.graph
     for tensor in graph.initializer:
         if tensor.data_location == TensorProto.EXTERNAL or tensor.external_data:
@@ -277,7 +307,7 @@ def _check_graph(
             )
         if any(int(d) < 0 for d in tensor.dims):
             raise InvalidModel(f"initializer {tensor.name!r} has a negative dimension {list(tensor.dims)}")
-        if _elements(tensor.dims) > MAX_TENSOR_ELEMENTS:
+        if _elements(tensor.dims) > MAX_TENSOR_ELEMENTS or any(d > MAX_TENSOR_ELEMENTS for d in tensor.dims):
             raise InvalidModel(
                 f"initializer {tensor.name!r} declares dims {list(tensor.dims)} "
                 f"({_elements(tensor.dims)} elements); the limit is {MAX_TENSOR_ELEMENTS}"

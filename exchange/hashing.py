@@ -25,6 +25,10 @@ import numpy as np
 from flonnx.exchange.errors import InvalidUpdate
 
 __all__ = [
+    "MAX_WEIGHTS_BYTES",
+    "MAX_WEIGHT_DIMS",
+    "MAX_WEIGHT_NAME",
+    "MAX_WEIGHT_TENSORS",
     "canonical_json",
     "decode_weights",
     "encode_weights",
@@ -34,6 +38,20 @@ __all__ = [
 
 _MAGIC = b"FLONNXW1"
 
+#: Bytes of a weights blob :func:`decode_weights` reads (the protobuf ceiling of one ONNX model).
+MAX_WEIGHTS_BYTES = 2 << 30
+#: Tensors in one weights blob.
+MAX_WEIGHT_TENSORS = 1 << 20
+#: Bytes of one tensor name in a weights blob.
+MAX_WEIGHT_NAME = 4096
+#: Dimensions of one tensor in a weights blob.
+MAX_WEIGHT_DIMS = 32
+#: The dtypes a canonical blob may name (what ``encode_weights`` writes for numbers and bools).
+_WEIGHT_DTYPES = {
+    np.dtype(t).str.encode("ascii"): np.dtype(t)
+    for t in ("?", "i1", "u1", "<i2", "<u2", "<i4", "<u4", "<i8", "<u8", "<f2", "<f4", "<f8", "<c8", "<c16")
+}
+
 
 def sha256_hex(data: bytes) -> str:
     """Hex SHA-256 of ``data``."""
@@ -42,7 +60,8 @@ def sha256_hex(data: bytes) -> str:
 
 def _little_endian(array: np.ndarray) -> np.ndarray:
     dtype = array.dtype.newbyteorder("<") if array.dtype.byteorder == ">" else array.dtype
-    return np.ascontiguousarray(array, dtype=dtype)
+    # ascontiguousarray makes a 0-d array 1-d: a scalar weight would hash, and be stored, as shape [1]
+    return np.ascontiguousarray(array, dtype=dtype).reshape(array.shape)
 
 
 def _canonical_tensors(weights: Mapping[str, np.ndarray]) -> Iterator[tuple[bytes, memoryview]]:
@@ -85,8 +104,18 @@ def encode_weights(weights: Mapping[str, np.ndarray]) -> bytes:
     return b"".join(parts)
 
 
-def decode_weights(blob: bytes) -> dict[str, np.ndarray]:
-    """Inverse of :func:`encode_weights`; raises :class:`InvalidUpdate` on malformed input."""
+def decode_weights(blob: bytes, *, max_bytes: int = MAX_WEIGHTS_BYTES) -> dict[str, np.ndarray]:
+    """Inverse of :func:`encode_weights`; raises :class:`InvalidUpdate` on malformed input.
+
+    Only the canonical encoding is accepted (names unique and in order, little-endian plain number
+    dtypes), so an accepted blob is exactly ``encode_weights`` of what it decodes to and its hash is
+    the weights id. Bounded by ``max_bytes``, :data:`MAX_WEIGHT_TENSORS`, :data:`MAX_WEIGHT_NAME` and,
+    per tensor, ``MAX_TENSOR_ELEMENTS`` of ``exchange/definition.py``.
+    """
+    from flonnx.exchange.definition import MAX_TENSOR_ELEMENTS  # definition imports this module
+
+    if len(blob) > max_bytes:
+        raise InvalidUpdate(f"weights blob of {len(blob)} bytes; the limit is {max_bytes}")
     view = memoryview(blob)
     if bytes(view[:8]) != _MAGIC:
         raise InvalidUpdate("not a flonnx weights blob (bad magic)")
@@ -101,16 +130,40 @@ def decode_weights(blob: bytes) -> dict[str, np.ndarray]:
         return chunk
 
     (count,) = struct.unpack("<I", take(4))
+    if count > MAX_WEIGHT_TENSORS:
+        raise InvalidUpdate(f"weights blob declares {count} tensors; the limit is {MAX_WEIGHT_TENSORS}")
     out: dict[str, np.ndarray] = {}
-    for _ in range(count):
+    previous = b""
+    for index in range(count):
         (name_len,) = struct.unpack("<I", take(4))
-        name = bytes(take(name_len)).decode("utf-8")
+        if name_len > MAX_WEIGHT_NAME:
+            raise InvalidUpdate(f"tensor {index}: name of {name_len} bytes; the limit is {MAX_WEIGHT_NAME}")
+        name_b = bytes(take(name_len))
+        try:
+            name = name_b.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidUpdate(f"tensor {index}: name is not UTF-8") from exc
+        if index and name_b <= previous:
+            raise InvalidUpdate(f"tensor {name!r}: names are not unique and in order")
+        previous = name_b
         (dtype_len,) = struct.unpack("<B", take(1))
-        dtype = np.dtype(bytes(take(dtype_len)).decode("ascii"))
+        dtype_s = bytes(take(dtype_len))
+        dtype = _WEIGHT_DTYPES.get(dtype_s)
+        if dtype is None:
+            raise InvalidUpdate(f"tensor {name!r}: dtype {dtype_s[:16]!r} is not a little-endian number type")
         (ndim,) = struct.unpack("<B", take(1))
+        if ndim > MAX_WEIGHT_DIMS:
+            raise InvalidUpdate(f"tensor {name!r}: {ndim} dims; the limit is {MAX_WEIGHT_DIMS}")
         shape = struct.unpack(f"<{ndim}Q", take(8 * ndim))
         (nbytes,) = struct.unpack("<Q", take(8))
-        expected = dtype.itemsize * math.prod(shape)
+        elements = math.prod(shape)
+        # each dim too: [2**31, 2**31, 0] has no elements, but numpy cannot shape it
+        if elements > MAX_TENSOR_ELEMENTS or any(d > MAX_TENSOR_ELEMENTS for d in shape):
+            what = f"{elements} elements" if elements > MAX_TENSOR_ELEMENTS else f"a dim of {max(shape)}"
+            raise InvalidUpdate(
+                f"tensor {name!r}: shape {list(shape)} has {what}; the limit is {MAX_TENSOR_ELEMENTS}"
+            )
+        expected = dtype.itemsize * elements
         if nbytes != expected:
             raise InvalidUpdate(f"tensor {name!r}: {nbytes} bytes for shape {shape} of {dtype}")
         out[name] = np.frombuffer(bytes(take(nbytes)), dtype=dtype).reshape(shape)

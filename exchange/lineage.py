@@ -107,7 +107,7 @@ class VersionRecord:
                 environment={str(k): str(v) for k, v in data.get("environment", {}).items()},
                 reason=str(data.get("reason", "")),
             )
-        except (KeyError, ValueError, TypeError) as exc:
+        except (KeyError, ValueError, TypeError, AttributeError, OverflowError) as exc:  # a list; int(inf)
             raise LineageError(f"malformed version record: {exc!r}") from exc
 
     def canonical_bytes(self) -> bytes:
@@ -156,7 +156,7 @@ def cpu_simd() -> str:
     that a record explains a difference in ids. ``"unknown"`` when NumPy does not expose the list.
     """
     try:
-        from numpy._core import _multiarray_umath as umath
+        from numpy._core import _multiarray_umath as umath  # type: ignore[attr-defined]
     except ImportError:  # pragma: no cover - NumPy < 2 or a changed private module
         return "unknown"
     features = getattr(umath, "__cpu_features__", {})

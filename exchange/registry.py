@@ -35,7 +35,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import secrets
+import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -52,15 +54,16 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from flonnx.exchange import _schema as schema
 from flonnx.exchange._database import WRITE, is_url, mask_url, open_engine, parse_url
 from flonnx.exchange._locks import advisory_lock, advisory_lock_held, file_lock, file_lock_held
-from flonnx.exchange.blobstore import BlobStore, FsspecBlobStore, open_blobs
+from flonnx.exchange.blobstore import BlobStore, FsspecBlobStore, fsync_dir, open_blobs
+from flonnx.exchange.crashpoints import crash_point
 from flonnx.exchange.definition import Definition
 from flonnx.exchange.errors import FlonnxError, LineageError, RegistryError
 from flonnx.exchange.hashing import canonical_json, decode_weights, encode_weights, sha256_hex
 from flonnx.exchange.lineage import VersionKind, VersionRecord
 from flonnx.exchange.signing import PublicKey, Signer, SigningError
 
-__all__ = ["Registry", "RunInfo", "StoredVersion", "mask_url", "recorded_key", "run_record_problems",
-           "strategy_state_id"]
+__all__ = ["SITE_SOURCE", "Evaluation", "Registry", "RunInfo", "StoredVersion", "mask_url", "recorded_key",
+           "run_record_problems", "strategy_state_id"]
 
 
 def _state_document(arrays: Mapping[str, np.ndarray],
@@ -165,6 +168,51 @@ def _signing_key_problem(run_id: str, config: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _create_sqlite(url: URL, location: str) -> list[int]:
+    """Make a new SQLite registry database whole or not at all; returns the migrations applied.
+
+    The tables are made in a temporary file beside it, which is then hard-linked into place (``link``
+    fails where ``rename`` would replace): a process killed meanwhile leaves no half-made database
+    (an empty file, which no reader would take for a registry), and of two processes creating the
+    same registry at once the second finds the first's. Nothing to do for an existing file or
+    another database.
+    """
+    if url.get_backend_name() != "sqlite" or not url.database:
+        return []
+    database = Path(str(url.database))
+    if database.exists():
+        return []
+    tmp = database.with_name(f".{database.name}.{secrets.token_hex(4)}.tmp")
+    engine = open_engine(URL.create("sqlite", database=str(tmp)))
+    try:
+        with engine.connect() as connection:
+            connection.execution_options(**{WRITE: True})
+            with connection.begin():
+                applied = schema.upgrade(connection, location)
+    finally:
+        engine.dispose()
+    folding = sqlite3.connect(tmp, isolation_level=None)  # every page in the file, none in its log
+    try:
+        folding.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        folding.close()
+    try:
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        crash_point("database.before_link")
+        os.link(tmp, database)
+    except FileExistsError:
+        applied = []  # another process made it first
+    finally:
+        for leftover in (tmp, tmp.with_name(tmp.name + "-wal"), tmp.with_name(tmp.name + "-shm")):
+            leftover.unlink(missing_ok=True)
+    fsync_dir(database.parent)
+    return applied
+
+
 def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
@@ -202,6 +250,52 @@ class StoredVersion:
         """The documented JSON form (``flonnx lineage ls --json``)."""
         return {"run_id": self.run_id, "version_id": self.version_id,
                 "created_at": self.created_at, **self.record.to_dict()}
+
+
+#: The source of a site's evaluation record: ``site:`` + the site's client key.
+SITE_SOURCE = "site:"
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One evaluation of a version by one source, e.g. ``site:hospital-a`` (metrics only).
+
+    ``failed_reason`` is set (and ``metrics`` empty) when the source could not evaluate. The record
+    is stored as canonical JSON and its id is the hash of that JSON, re-checked on every read; it
+    names the version it evaluates, but the version's own record and id never change.
+    """
+
+    run_id: str
+    version_id: str
+    source: str
+    metrics: dict[str, float]
+    failed_reason: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The canonical form (and the documented JSON form)."""
+        return {"run_id": self.run_id, "version_id": self.version_id, "source": self.source,
+                "metrics": {k: float(v) for k, v in sorted(self.metrics.items())},
+                "failed_reason": self.failed_reason}
+
+    def canonical_bytes(self) -> bytes:
+        """The stored record, which :attr:`evaluation_id` hashes."""
+        return canonical_json(self.to_dict())
+
+    @property
+    def evaluation_id(self) -> str:
+        """SHA-256 of the canonical record."""
+        return sha256_hex(self.canonical_bytes())
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Evaluation:
+        """The inverse of :meth:`to_dict`; :class:`LineageError` if malformed."""
+        try:
+            metrics = {str(k): float(v) for k, v in dict(data["metrics"]).items()}
+            reason = data["failed_reason"]
+            return cls(str(data["run_id"]), str(data["version_id"]), str(data["source"]), metrics,
+                       None if reason is None else str(reason))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise LineageError(f"malformed evaluation record: {exc!r}") from None
 
 
 class Registry:
@@ -261,10 +355,11 @@ class Registry:
             blob_location = self.root / "blobs" if blobs is None or str(blobs) == "" else blobs
         self.blobs: BlobStore | FsspecBlobStore = open_blobs(blob_location, mask_url(str(blob_location)),
                                                             create=not self.read_only)
+        made = _create_sqlite(url, self.location) if create and not self.read_only else []
         self._engine: Engine = open_engine(url, read_only=self.read_only)
         self._pinned = threading.local()
         #: the migrations this open applied (``[]``: the registry was current)
-        self.migrated: list[int] = []
+        self.migrated: list[int] = made
         try:
             self.schema_version = self._open_schema(create, create if migrate is None else migrate)
         except SQLAlchemyError as exc:
@@ -419,8 +514,11 @@ class Registry:
     def put_state(self, arrays: Mapping[str, np.ndarray], state: Mapping[str, Any]) -> str:
         """Store a strategy state (named arrays + a JSON-able description); returns its id."""
         encoded, arrays_id, document = _state_document(arrays, state)
+        crash_point("state.before_write")
         self.blobs.put(encoded, blob_id=arrays_id)
-        return self.blobs.put(document)
+        state_id = self.blobs.put(document)
+        crash_point("state.after_write")
+        return state_id
 
     def get_state(self, state_id: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """Load a strategy state stored by :meth:`put_state`, checking both blobs' ids."""
@@ -431,7 +529,8 @@ class Registry:
             document = json.loads(data)
             arrays_id, state = str(document["arrays_id"]), dict(document["state"])
         except (ValueError, KeyError, TypeError) as exc:
-            raise LineageError(f"strategy state blob {state_id[:12]} is malformed: {exc!r}") from exc
+            raise LineageError(f"strategy state blob {state_id[:12]} is malformed: "
+                               f"{type(exc).__name__}: {str(exc)[:200]}") from exc
         return self.get_weights(arrays_id), state
 
     def state_at(self, run_id: str, round: int) -> str | None:  # noqa: A002
@@ -455,6 +554,7 @@ class Registry:
 
     def set_status(self, run_id: str, status: str) -> None:
         """Mark a run ``running``, ``completed``, ``failed`` or ``interrupted`` (stopped by a signal)."""
+        crash_point("status.before_write")
         with self._transaction() as db:
             db.execute(update(schema.runs).where(schema.runs.c.run_id == run_id).values(status=status))
 
@@ -473,7 +573,7 @@ class Registry:
             ).first()
             if row is None:
                 raise LineageError(f"no run {run_id!r} in {self.location}")
-            config = {**json.loads(row[0]), key: value}
+            config = {**self._run_config(run_id, row[0]), key: value}
             db.execute(update(runs).where(runs.c.run_id == run_id).values(
                 config_json=json.dumps(config, sort_keys=True)))
 
@@ -498,7 +598,21 @@ class Registry:
         if run_id is not None:
             query = query.where(r.c.run_id == run_id)
         rows = self._rows(query.order_by(r.c.created_at, r.c.run_id))
-        return [RunInfo(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5], r[6], r[7]) for r in rows]
+        return [RunInfo(r[0], r[1], r[2], r[3], self._run_config(r[0], r[4]), r[5], r[6], r[7])
+                for r in rows]
+
+    def _run_config(self, run_id: str, text: str) -> dict[str, Any]:
+        """A run row's config, read back (untrusted: a damaged row is a clear error, not a crash)."""
+        try:
+            config = json.loads(text)
+        except (ValueError, TypeError, RecursionError) as exc:
+            raise RegistryError(f"run {str(run_id)[:40]!r} in {self.location} has an unreadable record "
+                                f"({type(exc).__name__}); `flonnx lineage verify` lists every problem"
+                                ) from None
+        if not isinstance(config, dict):
+            raise RegistryError(f"run {str(run_id)[:40]!r} in {self.location} has a record that is not "
+                                "an object")
+        return config
 
     def _checked_run(self, info: RunInfo) -> RunInfo:
         problems = run_record_problems(info.run_id, info.scenario, info.seed, info.config)
@@ -596,6 +710,7 @@ class Registry:
                     raise RegistryError(f"version references blob {blob[:12]} that is not stored")
         now = _now()
         v, rv = schema.versions, schema.run_versions
+        crash_point("commit.before")
         try:
             with self._transaction() as db:
                 seq = db.execute(
@@ -635,9 +750,11 @@ class Registry:
                         run_id=run_id, round=head_round, state_id=state_id,
                     ).on_conflict_do_update(index_elements=["run_id", "round"],
                                             set_={"state_id": state_id}))
+                crash_point("commit.in_transaction")
         except IntegrityError as exc:
             raise RegistryError(f"cannot record versions of run {run_id} in {self.location}: "
                                 f"{_reason(exc)}") from None
+        crash_point("commit.after")
         return ids
 
     def versions(self, run_id: str) -> list[StoredVersion]:
@@ -675,6 +792,97 @@ class Registry:
         rows = self._rows(select(s.c.key_fingerprint, s.c.signature).where(s.c.version_id == version_id))
         return {str(r[0]): str(r[1]) for r in rows}
 
+    # -- evaluation records ---------------------------------------------------------------------
+    def add_evaluations(self, evaluations: Sequence[Evaluation]) -> list[str]:
+        """Record evaluations of versions in one transaction; returns their ids.
+
+        Each names a version its run recorded; a source that evaluates the same version of the same
+        run again replaces its earlier record.
+        """
+        e, rv = schema.evaluations, schema.run_versions
+        try:
+            with self._transaction() as db:
+                for evaluation in evaluations:
+                    if db.execute(select(rv.c.version_id).where(
+                            rv.c.run_id == evaluation.run_id,
+                            rv.c.version_id == evaluation.version_id)).first() is None:
+                        raise LineageError(f"cannot record an evaluation of version "
+                                           f"{evaluation.version_id[:12]}: run {evaluation.run_id} "
+                                           "did not record it")
+                    values = {"evaluation_id": evaluation.evaluation_id,
+                              "record_json": evaluation.canonical_bytes().decode("utf-8")}
+                    db.execute(self._insert(e).values(
+                        run_id=evaluation.run_id, version_id=evaluation.version_id,
+                        source=evaluation.source, **values,
+                    ).on_conflict_do_update(index_elements=["run_id", "version_id", "source"],
+                                            set_=values))
+        except IntegrityError as exc:
+            raise RegistryError(f"cannot record evaluations in {self.location}: {_reason(exc)}") from None
+        return [evaluation.evaluation_id for evaluation in evaluations]
+
+    def add_evaluation(self, run_id: str, version_id: str, source: str, metrics: Mapping[str, float],
+                       failed_reason: str | None = None) -> str:
+        """Record one evaluation (:meth:`add_evaluations`); returns its id."""
+        return self.add_evaluations([Evaluation(run_id, version_id, source, dict(metrics),
+                                                failed_reason)])[0]
+
+    def evaluations(self, version_id: str, run_id: str | None = None) -> list[Evaluation]:
+        """The evaluations of a version (exact id; of one run, or of every run), by run and source.
+
+        Each record is re-hashed against its id and checked against its row, as versions are.
+        """
+        e = schema.evaluations
+        query = select(e.c.run_id, e.c.version_id, e.c.source, e.c.evaluation_id, e.c.record_json).where(
+            e.c.version_id == version_id)
+        if run_id is not None:
+            query = query.where(e.c.run_id == run_id)
+        out = []
+        for row in self._rows(query.order_by(e.c.run_id, e.c.source)):
+            evaluation, problem = self._read_evaluation(*row)
+            if evaluation is None:
+                raise RegistryError(f"{problem} in {self.location}: it was changed after it was written "
+                                    "(`flonnx lineage verify` lists every problem)")
+            out.append(evaluation)
+        return out
+
+    @staticmethod
+    def _read_evaluation(run_id: str, version_id: str, source: str, evaluation_id: str,
+                         record_json: str) -> tuple[Evaluation | None, str]:
+        """A stored evaluation once it re-hashes to its id and agrees with its row, else the problem."""
+        label = f"run {run_id} evaluation of version {version_id[:12]} by {source!r}"
+        actual = sha256_hex(record_json.encode("utf-8"))
+        if actual != evaluation_id:
+            return None, f"{label}: its record re-hashes to {actual[:12]}, not its id {evaluation_id[:12]}"
+        try:
+            evaluation = Evaluation.from_dict(json.loads(record_json))
+        except (LineageError, ValueError) as exc:
+            return None, f"{label}: unreadable record ({exc})"
+        if evaluation.canonical_bytes().decode("utf-8") != record_json:
+            return None, f"{label}: its record is not in canonical form"
+        if (evaluation.run_id, evaluation.version_id, evaluation.source) != (run_id, version_id, source):
+            return None, f"{label}: its row disagrees with its record"
+        return evaluation, ""
+
+    def _verify_evaluations(self, run_id: str | None, problems: list[str]) -> int:
+        """Re-hash every evaluation record; each must name a version its run recorded."""
+        e, rv = schema.evaluations, schema.run_versions
+        query = select(e.c.run_id, e.c.version_id, e.c.source, e.c.evaluation_id, e.c.record_json)
+        if run_id is not None:
+            query = query.where(e.c.run_id == run_id)
+        rows = self._rows(query.order_by(e.c.run_id, e.c.version_id, e.c.source))
+        runs_query = select(rv.c.run_id, rv.c.version_id)
+        if run_id is not None:
+            runs_query = runs_query.where(rv.c.run_id == run_id)
+        recorded = {(str(r[0]), str(r[1])) for r in self._rows(runs_query)}
+        for row in rows:
+            evaluation, problem = self._read_evaluation(*row)
+            if evaluation is None:
+                problems.append(problem)
+            elif (evaluation.run_id, evaluation.version_id) not in recorded:
+                problems.append(f"run {evaluation.run_id} evaluation by {evaluation.source!r}: version "
+                                f"{evaluation.version_id[:12]} is not a version of the run")
+        return len(rows)
+
     # -- verification ---------------------------------------------------------------------------
     def verify(self, run_id: str | None = None, key: PublicKey | None = None) -> tuple[int, list[str]]:
         """Re-hash every record and blob (of one run, or all); returns (items checked, problems).
@@ -687,6 +895,19 @@ class Registry:
         with self.snapshot():
             checked, problems = self._verify(run_id)
             return checked + self._verify_signatures(run_id, key, problems), problems
+
+    def check_intact(self, run_id: str, doing: str = "resumed") -> None:
+        """Refuse a damaged run: :class:`RegistryError` naming the first problem :meth:`verify` finds.
+
+        What a resume calls before it writes anything: a run is continued only from a registry
+        that verifies, so nothing damaged is carried into new rounds.
+        """
+        problems = self.verify(run_id)[1]
+        if problems:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            raise RegistryError(
+                f"run {run_id} in {self.location} is damaged and cannot be {doing}: {problems[0]}"
+                f"{more}; `flonnx lineage verify --run {run_id}` lists every problem")
 
     def _verify_signatures(self, run_id: str | None, key: PublicKey | None, problems: list[str]) -> int:
         """Check each version's signature of one run or all runs, naming every version that fails."""
@@ -777,12 +998,10 @@ class Registry:
                 weights_ok[weights_id] = self._check_weights(weights_id, definition)
             if weights_ok[weights_id]:
                 problems.append(f"{label}: {weights_ok[weights_id]}")
-        if run_id is not None:
-            for rnd, head in self.heads(run_id).items():
-                if head not in all_ids:
-                    problems.append(f"run {run_id} round {rnd}: head {head[:12]} is not recorded")
+        self._verify_heads(run_id, problems)
         checked += self._verify_states(run_id, problems)
         checked += self._verify_specs(run_id, problems)
+        checked += self._verify_evaluations(run_id, problems)
         return checked, problems
 
     def _verify_specs(self, run_id: str | None, problems: list[str]) -> int:
@@ -794,6 +1013,31 @@ class Registry:
             checked += 1
             problems += run_record_problems(info.run_id, info.scenario, info.seed, info.config)
         return checked
+
+    def _verify_heads(self, run_id: str | None, problems: list[str]) -> None:
+        """Check each round's head of one run or all runs, and that a strategy state follows it.
+
+        A head is a version the run recorded, of its round, the initial version for round 0 and an
+        aggregate after. A run a federation made (its record holds its spec) saved a strategy state
+        in the transaction of every head, so a head without one is a deleted row.
+        """
+        v, rv, states = schema.versions, schema.run_versions, schema.strategy_states
+        for info in self._run_rows(run_id):
+            run = info.run_id
+            mine = {str(r[0]): (str(r[1]), int(r[2])) for r in self._rows(
+                select(v.c.version_id, v.c.kind, v.c.round).join(rv, rv.c.version_id == v.c.version_id)
+                .where(rv.c.run_id == run))}
+            saved = {int(r[0]) for r in self._rows(select(states.c.round).where(states.c.run_id == run))}
+            for rnd, head in self.heads(run).items():
+                expected = (VersionKind.INITIAL if rnd == 0 else VersionKind.AGGREGATE).value
+                if head not in mine:
+                    problems.append(f"run {run} round {rnd}: head {head[:12]} is not recorded")
+                elif mine[head] != (expected, rnd):
+                    problems.append(f"run {run} round {rnd}: head {head[:12]} is the {mine[head][0]} "
+                                    f"version of round {mine[head][1]}, not the {expected} version "
+                                    f"of round {rnd}")
+                if "spec_canonical" in info.config and rnd not in saved:
+                    problems.append(f"run {run} round {rnd}: no strategy state is saved after it")
 
     def _verify_states(self, run_id: str | None, problems: list[str]) -> int:
         """Re-hash every saved strategy state (and its arrays) of one run or all runs."""

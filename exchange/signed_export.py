@@ -29,15 +29,15 @@ import onnx
 from onnx import numpy_helper
 
 from flonnx.exchange.definition import MAX_MODEL_BYTES, Definition, load_model_bytes
-from flonnx.exchange.errors import FlonnxError
+from flonnx.exchange.errors import FlonnxError, LineageError
 from flonnx.exchange.evaluation import served_model
 from flonnx.exchange.hashing import sha256_hex, weights_id
 from flonnx.exchange.lineage import VersionKind, VersionRecord
 from flonnx.exchange.registry import Registry, recorded_key
 from flonnx.exchange.signing import PublicKey
 
-__all__ = ["DEFINITION_KEY", "LINEAGE_CHAIN_KEY", "SIGNATURE_KEY", "SIGNING_KEY_KEY", "lineage_chain",
-           "signature_card", "verify_model_file"]
+__all__ = ["DEFINITION_KEY", "LINEAGE_CHAIN_KEY", "SIGNATURE_KEY", "SIGNING_KEY_KEY", "embedded_record",
+           "lineage_chain", "signature_card", "verify_model_file"]
 
 DEFINITION_KEY = "flonnx.definition"
 LINEAGE_CHAIN_KEY = "flonnx.lineage_chain"
@@ -91,8 +91,8 @@ def verify_model_file(path: str | Path, key: PublicKey) -> list[str]:
     version_id = card["flonnx.version_id"]
     problems = _signature_problems(version_id, card, key)
     try:
-        record = VersionRecord.from_dict(json.loads(card["flonnx.lineage"]))
-    except (FlonnxError, ValueError) as exc:
+        record = embedded_record(card["flonnx.lineage"])
+    except FlonnxError as exc:
         return [*problems, f"the embedded record is unreadable: {exc}"]
     actual = sha256_hex(card["flonnx.lineage"].encode("utf-8"))
     if actual != version_id:
@@ -106,6 +106,20 @@ def verify_model_file(path: str | Path, key: PublicKey) -> list[str]:
             problems.append(f"flonnx.{name} {card[f'flonnx.{name}'][:12]} is not the record's "
                             f"{getattr(record, name)[:12]}")
     return problems + _content_problems(model, card[DEFINITION_KEY], record)
+
+
+def embedded_record(text: str) -> VersionRecord:
+    """The version record an export carries as JSON (untrusted: the file came from elsewhere).
+
+    Raises:
+        LineageError: not JSON, nested too deeply, or not a version record.
+    """
+    try:
+        return VersionRecord.from_dict(json.loads(text))
+    except ValueError as exc:
+        raise LineageError(f"not JSON: {exc}") from exc
+    except RecursionError:
+        raise LineageError("not a version record: JSON nested too deeply") from None
 
 
 def _signature_problems(version_id: str, card: dict[str, str], key: PublicKey) -> list[str]:

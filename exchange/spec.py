@@ -31,13 +31,17 @@ from flonnx.exchange.hashing import canonical_json, sha256_hex
 __all__ = [
     "BUILTIN_DATASETS",
     "BUILTIN_SPEC_DIR",
+    "BYZANTINE_ATTACKS",
+    "FAULTS",
     "FRAMEWORKS",
     "TASKS",
+    "ByzantineSpec",
     "DataSpec",
     "FederationSpec",
     "SpecError",
     "assign_frameworks",
     "builtin_specs",
+    "byzantine_clients",
     "file_sha256",
     "load_spec",
     "parse_frameworks",
@@ -59,6 +63,10 @@ _PARTITIONS = "iid, dirichlet:ALPHA, shards:K or column:NAME"
 _TRAIN_KEYS = {"local-epochs": int, "batch-size": int, "learning-rate": float}
 
 
+#: Bytes of a spec file (a spec is a few KB; the bound keeps a wrong path from being read whole).
+MAX_SPEC_BYTES = 1 << 20
+
+
 class SpecError(FlonnxError):
     """A federation spec is invalid; the message names the key and what is allowed."""
 
@@ -76,6 +84,7 @@ class DataSpec:
     min_rows: int = 10
     partition: str = "iid"
     seed: int = 0  # of the evaluation hold-out and the partitions (the run's seed does not move them)
+    sensitive: str | None = None  # a column to break evaluation metrics down by (not made a feature)
 
     @property
     def builtin(self) -> bool:
@@ -87,6 +96,29 @@ class DataSpec:
         """``NAME`` of a ``column:NAME`` partitioning (natural ids), else ``None``."""
         kind, _, arg = self.partition.partition(":")
         return arg if kind == "column" else None
+
+
+@dataclass(frozen=True)
+class ByzantineSpec:
+    """The ``[byzantine]`` table: a seeded share of simulated clients runs one attack (tests only).
+
+    ``scale`` is the factor of ``scaled`` (the update times ``scale``) and ``sign-flip`` (the update
+    times ``-scale``); ``sigma`` is the standard deviation of ``noise``. See ``docs/reliability.md``.
+    """
+
+    share: float
+    attack: str
+    seed: int = 0
+    scale: float | None = None  # None: the attack's default (10 for scaled, 1 for sign-flip)
+    sigma: float = 1.0
+
+    def to_toml_dict(self) -> dict[str, Any]:
+        """The table as :func:`parse_spec` accepts it."""
+        out: dict[str, Any] = {"share": self.share, "attack": self.attack, "seed": self.seed,
+                               "sigma": self.sigma}
+        if self.scale is not None:
+            out["scale"] = self.scale
+        return out
 
 
 @dataclass(frozen=True)
@@ -112,6 +144,7 @@ class FederationSpec:
     dropout: float = 0.0
     input_shape: tuple[int, ...] | None = None
     faults: tuple[tuple[int, str], ...] = ()  # simulation demo: partition -> injected fault
+    byzantine: ByzantineSpec | None = None  # tests: a seeded share of malicious clients
     evaluate_sites: bool = True  # after training, each node evaluates the final model on its rows
     local_baseline: bool = False  # simulation: also train each client alone, for comparison
     source_path: str = field(default="", compare=False)  # the file it came from, for messages
@@ -169,6 +202,8 @@ class FederationSpec:
             out["input-shape"] = list(self.input_shape)
         if self.faults:
             out["faults"] = {str(k): v for k, v in self.faults}
+        if self.byzantine is not None:
+            out["byzantine"] = self.byzantine.to_toml_dict()
         out["evaluate-sites"] = self.evaluate_sites
         out["local-baseline"] = self.local_baseline
         if self.data is not None:
@@ -182,6 +217,8 @@ class FederationSpec:
                 data["features"] = list(self.data.features)
             if self.data.classes is not None:
                 data["classes"] = list(self.data.classes)
+            if self.data.sensitive is not None:  # absent when unset: older specs keep their ids
+                data["sensitive"] = self.data.sensitive
             out["data"] = data
         return out
 
@@ -248,11 +285,18 @@ _TOP_KEYS = {
     "name", "description", "model", "task", "data", "evaluate", "clients", "frameworks",
     "fraction-train", "min-train-nodes", "rounds", "seed", "strategy", "strategy-config", "train",
     "standardize", "dropout", "input-shape", "faults", "evaluate-sites", "local-baseline",
+    "byzantine",
 }
-#: Faults a simulated node can be told to inject (demo and tests of failure handling).
-FAULTS = ("raise", "nan")
+#: Attacks of malicious clients (``[byzantine]``; each is also a fault a node can be told to inject).
+BYZANTINE_ATTACKS = ("sign-flip", "scaled", "noise", "label-flip", "copy")
+#: Faults a node can be told to inject (``fault=`` in node config; ``[faults]`` in simulation), for
+#: demos and tests of failure handling: ``flonnx.client.faults`` implements each.
+FAULTS = ("raise", "nan", "inf", "hang", "kill", "garbage", "truncated", "nan-metric", "metric-type",
+          "lineage-oversized", "lineage-malformed", "wrong-shape", "wrong-name", "wrong-dtype",
+          "stale-base", "replay", *BYZANTINE_ATTACKS)
+_BYZANTINE_KEYS = {"share", "attack", "seed", "scale", "sigma"}
 _DATA_KEYS = {"source", "label", "features", "categorical", "classes", "missing", "min-rows",
-              "partition", "seed"}
+              "partition", "seed", "sensitive"}
 
 
 class _Reader:
@@ -473,6 +517,7 @@ def parse_spec(raw: Mapping[str, Any], *, source: str = "spec", base_dir: Path |
             str(k).isdigit() and v in FAULTS for k, v in faults.items()):
         raise top.fail("faults", f"expected a table of partition id = one of {', '.join(FAULTS)}, "
                        f"got {faults!r}")
+    byzantine = _parse_byzantine(raw["byzantine"], where) if "byzantine" in raw else None
     name = top.text("name", Path(source).stem if source.endswith(".toml") else "custom")
     return FederationSpec(
         name=name, model=model, task=task, description=str(raw.get("description", "")),
@@ -485,10 +530,44 @@ def parse_spec(raw: Mapping[str, Any], *, source: str = "spec", base_dir: Path |
         standardize=top.flag("standardize", True),
         dropout=top.number("dropout", 0.0, low=0.0, high=0.95),
         input_shape=input_shape, source_path=source,
-        faults=tuple(sorted((int(k), str(v)) for k, v in faults.items())),
+        faults=tuple(sorted((int(k), str(v)) for k, v in faults.items())), byzantine=byzantine,
         evaluate_sites=top.flag("evaluate-sites", True),
         local_baseline=top.flag("local-baseline", False),
     )
+
+
+def _parse_byzantine(raw: Any, where: str) -> ByzantineSpec:
+    if not isinstance(raw, Mapping):
+        raise SpecError(f"{where}: key 'byzantine': expected a table (share, attack, seed, scale, "
+                        f"sigma), got {raw!r}")
+    unknown = sorted(set(raw) - _BYZANTINE_KEYS)
+    if unknown:
+        raise SpecError(f"{where}: unknown key(s) {', '.join('byzantine.' + k for k in unknown)}; "
+                        f"known: {', '.join(sorted(_BYZANTINE_KEYS))}")
+    reader = _Reader(raw, where, "byzantine.")
+    scale = reader.number("scale", math.nan, low=0.0, high=1e6, open_low=True) if "scale" in raw else None
+    return ByzantineSpec(
+        share=reader.number("share", 0.0, low=0.0, high=0.5),
+        attack=reader.text("attack", choices=BYZANTINE_ATTACKS),
+        seed=reader.integer("seed", 0, minimum=0) or 0, scale=scale,
+        sigma=reader.number("sigma", 1.0, low=0.0, high=1e6, open_low=True),
+    )
+
+
+def byzantine_clients(spec: FederationSpec, num_clients: int) -> dict[int, str]:
+    """Partition id -> attack of the malicious clients.
+
+    ``round(share * num_clients)`` of them, a choice seeded by ``[byzantine] seed`` alone (so a
+    clean and an attacked run share everything else).
+    """
+    if spec.byzantine is None:
+        return {}
+    from flonnx.exchange.seeds import derive_seed
+
+    count = round(spec.byzantine.share * num_clients)
+    rng = np.random.default_rng(derive_seed(spec.byzantine.seed, "byzantine"))
+    chosen = rng.choice(num_clients, size=count, replace=False).tolist() if count else []
+    return {int(p): spec.byzantine.attack for p in sorted(chosen)}
 
 
 def _parse_pairs(text: str, reader: _Reader) -> dict[str, str]:
@@ -539,8 +618,13 @@ def _parse_data(raw: Any, where: str, base: Path) -> DataSpec:
             raise reader.fail("source", f"data file {source} does not exist")
     default_label = _BUILTIN_TABLE[source].label if source in _BUILTIN_TABLE else "target"
     classes = reader.names("classes")
+    label = reader.text("label", default_label)
+    sensitive = reader.text("sensitive") if "sensitive" in raw else None
+    if sensitive == label:
+        raise reader.fail("sensitive", f"{sensitive!r} is the label column; name another column to "
+                          "break the metrics down by")
     return DataSpec(
-        source=source, label=reader.text("label", default_label),
+        source=source, label=label, sensitive=sensitive,
         features=reader.names("features"), categorical=reader.names("categorical") or (),
         classes=classes, missing=reader.text("missing", "refuse", choices=_MISSING),
         min_rows=reader.integer("min-rows", 10, minimum=1) or 10,
@@ -560,6 +644,8 @@ def load_spec(ref: str | Path, overrides: Mapping[str, Any] | None = None) -> Fe
                             f"(built-in: {names})")
         path = candidate
     try:
+        if path.stat().st_size > MAX_SPEC_BYTES:
+            raise SpecError(f"spec file {path} is {path.stat().st_size} bytes; the limit is {MAX_SPEC_BYTES}")
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise SpecError(f"spec file {path} does not exist") from None
@@ -567,6 +653,8 @@ def load_spec(ref: str | Path, overrides: Mapping[str, Any] | None = None) -> Fe
         raise SpecError(f"cannot read spec file {path}: {exc.strerror or exc}") from exc
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise SpecError(f"{path.name} is not valid TOML: {exc}") from exc
+    except RecursionError:  # tomllib recurses once per nested array or inline table
+        raise SpecError(f"{path.name} is not valid TOML: values nested too deeply") from None
     return parse_spec(_merge(raw, overrides or {}), source=str(path), base_dir=path.parent)
 
 

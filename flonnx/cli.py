@@ -235,7 +235,7 @@ def resume(
     stored = [Settings.from_json(reg.run(r).config) for r in run_ids]
     for run_id in run_ids:  # a run another live process writes is refused before Ray starts
         with reg.lock_run(run_id):
-            pass
+            reg.check_intact(run_id)  # and so is a damaged one
     reg.close()
     specs = {s.spec.for_strategy("", {}).id for s in stored}
     if len(specs) != 1:
@@ -250,7 +250,7 @@ def resume(
     with _open(registry, blobs) as check:
         for plan in plans:
             done = max(check.heads(plan.resume), default=0)
-            if done >= plan.rounds:
+            if done >= plan.rounds and check.run(plan.resume).status == "completed":
                 raise FlonnxError(
                     f"run {plan.resume} already has {done} of {plan.rounds} rounds; pass --rounds N "
                     f"with N > {done}"

@@ -1,9 +1,11 @@
 """The versioned federation loop around a Flower strategy.
 
 Per round: sample clients by stable key with a seeded RNG; let the inner Flower strategy configure
-the round; add the definition and lineage to every message; validate every reply; hand the valid
-ones to the strategy in client-key order (:mod:`flonnx.server.aggregation`); evaluate the new global version
-with ONNX Runtime on the server's test split; record the updates, the rejections, the aggregate and
+the round; add the lineage to every message (and the definition's bytes to a node not known to
+hold it: nodes cache definitions by id, see :meth:`Federation._send_train`); validate every
+reply; hand the valid ones to the strategy in client-key order
+(:mod:`flonnx.server.aggregation`); evaluate the new global version with ONNX Runtime on the
+server's test split; record the updates, the rejections, the aggregate and
 the strategy's state in the registry in one transaction.
 
 A round with fewer than ``min-train-nodes`` valid updates is not committed: the run is marked
@@ -20,7 +22,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -29,18 +31,19 @@ from flwr.serverapp import Grid
 
 from flonnx.exchange import wire
 from flonnx.exchange.definition import Definition
-from flonnx.exchange.errors import FlonnxError
+from flonnx.exchange.errors import FlonnxError, InvalidUpdate
 from flonnx.exchange.evaluation import evaluate_rows
 from flonnx.exchange.hashing import canonical_json, sha256_hex
 from flonnx.exchange.lineage import VersionKind, VersionRecord, environment, flonnx_version
 from flonnx.exchange.models import StartingModel, input_dims, input_width, load_starting_model, with_metadata
+from flonnx.exchange.npy import MAX_NPY_HEADER, decode_npy
 from flonnx.exchange.preprocess import METADATA_KEY, LocalStats, Preprocessing, combine_stats
-from flonnx.exchange.registry import Registry, recorded_key
+from flonnx.exchange.registry import SITE_SOURCE, Evaluation, Registry, recorded_key
 from flonnx.exchange.seeds import derive_seed
 from flonnx.exchange.signing import load_signer
 from flonnx.exchange.sources import evaluation_source
 from flonnx.exchange.task import HEADLINE_METRIC
-from flonnx.server.aggregation import AggregationInput, aggregate_round, configure_round
+from flonnx.server.aggregation import AggregationInput, RoundAggregation, configure_round
 from flonnx.server.progress import ConsoleReporter, Reporter, RoundSummary
 from flonnx.server.replies import (
     ClientInfo,
@@ -50,11 +53,12 @@ from flonnx.server.replies import (
     check_reply,
     failure_line,
     one_line,
+    parse_environment,
 )
 from flonnx.server.sampling import sample_clients
 from flonnx.server.settings import Settings
 from flonnx.server.stopping import Interrupted, StopRequest, send_and_receive
-from flonnx.server.strategies import DP_CLIPPING_MODE, build_strategy
+from flonnx.server.strategies import DP_CLIPPING_MODE, build_strategy, recorded_aggregator
 from flonnx.server.strategy_state import capture_state, restore_state
 
 __all__ = ["Federation", "RoundFailed", "initial_model", "site_summary"]
@@ -114,12 +118,16 @@ class Federation:
         self.built = build_strategy(settings.strategy, settings.strategy_config,
                                     settings.strategy_defaults())
         self.strategy, self.strategy_config = self.built.strategy, self.built.config
+        #: how rounds are aggregated; a resumed run keeps the one its last aggregate records
+        self.aggregator = self.built.aggregator
         self.eval_source = evaluation_source(self.spec)
         self._eval_cache: tuple[str, tuple[np.ndarray, np.ndarray]] | None = None
         self.server_env = environment()
         self.history: list[RoundSummary] = []
         self._clients: dict[str, ClientInfo] = {}
         self._refused: dict[str, str] = {}
+        #: client key -> the definition ids it holds, as far as this coordinator knows (protocol 2)
+        self._holds: dict[str, set[str]] = {}
         self.on_run_created: Callable[[str], None] = lambda run_id: None
         self.run_notes: dict[str, Any] = {}  # recorded with the run (e.g. a simulation's partitions)
 
@@ -133,8 +141,9 @@ class Federation:
         with ExitStack() as held:
             return self._run(held)
 
-    def _run(self, held: ExitStack) -> str:
-        if self.settings.resume:
+    def _run(self, held: ExitStack, run_id: str | None = None) -> str:
+        """Start a run, or (``run_id``, its lock held) start again one whose process died first."""
+        if self.settings.resume and run_id is None:
             return self._resume(self.settings.resume, held)
         spec = self.spec
         start = load_starting_model(spec.model, seed=spec.seed, input_shape=spec.input_shape)
@@ -150,13 +159,17 @@ class Federation:
         preprocessing = self._preprocessing(start_definition, stats, features, vocabularies)
         definition, weights, origin = initial_model(self.settings, preprocessing, start)
         canonical = self.spec.canonical()  # hashes the data files: once
-        run_id = self.registry.create_run(self.spec.name, self.settings.seed, {
+        run_config = {
             **self.settings.to_json(), "spec_id": sha256_hex(canonical_json(canonical)),
             "spec_canonical": canonical,
             "model_origin": origin, **self.run_notes,
             **({"signing_key": self.signer.run_record()} if self.signer else {}),
-        })
-        held.enter_context(self.registry.lock_run(run_id))
+        }
+        if run_id is None:
+            run_id = self.registry.create_run(self.spec.name, self.settings.seed, run_config)
+            held.enter_context(self.registry.lock_run(run_id))
+        else:
+            self._restart(run_id, run_config)
         self.on_run_created(run_id)
         try:
             self.registry.put_definition(definition)
@@ -186,25 +199,34 @@ class Federation:
         return run_id
 
     def _resume(self, run_id: str, held: ExitStack) -> str:
-        """Continue ``run_id`` from its last committed round with its saved strategy state."""
+        """Continue ``run_id`` from its last committed round with its saved strategy state.
+
+        A run that committed nothing (its process died first) is started again under its id; one
+        whose process died after its last round's commit is finished (site evaluation, completed).
+        A damaged run (:meth:`Registry.check_intact`) is refused before anything is written.
+        """
         held.enter_context(self.registry.lock_run(run_id))
         heads = self.registry.heads(run_id)
-        if not heads:
-            raise FlonnxError(f"run {run_id} has no committed version to resume from")
+        if not heads:  # its process died before it committed the initial version: start it again
+            return self._run(held, run_id)
         last = max(heads)
-        if last >= self.settings.rounds:
+        if last >= self.settings.rounds and self.registry.run(run_id).status == "completed":
             raise FlonnxError(
                 f"run {run_id} already has {last} rounds; pass a larger total (--rounds)"
             )
+        # last == rounds and not completed: its process died after the last commit; finish it
         state_id = self.registry.state_at(run_id, last)
         if state_id is None:
             raise FlonnxError(f"run {run_id} saved no strategy state after round {last}")
         restore_state(self.strategy, *self.registry.get_state(state_id))
         record = self.registry.record(heads[last])
+        if record.kind is VersionKind.AGGREGATE:
+            self.aggregator = recorded_aggregator(record.strategy_config)[0]
         definition = self.registry.get_definition(record.definition_id)
         weights = self.registry.get_weights(record.weights_id)
         self.on_run_created(run_id)
         stored = self.registry.run(run_id).config
+        self.registry.check_intact(run_id)  # the rest of the run too, not only what resume reads
         self._check_signing_key(run_id, stored)
         before = Settings.from_json(stored)
         changed = {key: [old, new] for key, old, new in (
@@ -229,6 +251,19 @@ class Federation:
         self.registry.set_status(run_id, "completed")
         self.reporter.finish(run_id, self.history)
         return run_id
+
+    def _restart(self, run_id: str, run_config: dict[str, Any]) -> None:
+        """Take up a run that committed nothing (its process died first) under its own id.
+
+        Its initial version is made again from the same spec, so it gets the same id as if the first
+        process had lived; a spec other than the one the run recorded is refused.
+        """
+        stored = self.registry.run(run_id).config
+        if stored.get("spec_id") != run_config["spec_id"]:
+            raise FlonnxError(f"run {run_id} recorded spec {str(stored.get('spec_id'))[:12]}, not "
+                              f"{run_config['spec_id'][:12]}; it cannot be started again with another spec")
+        self._check_signing_key(run_id, stored)
+        self.registry.set_status(run_id, "running")
 
     def _check_signing_key(self, run_id: str, stored: dict[str, Any]) -> None:
         """A resumed run goes on signed by the key it started with, or unsigned if it was."""
@@ -317,8 +352,11 @@ class Federation:
     def _evaluate_sites(self, run_id: str, definition: Definition, head: _Head) -> None:
         """Each node evaluates the final version on its own rows and sends back metrics only.
 
-        Recorded with the run (``site_evaluation``: client -> metrics, and the worst, mean and
-        spread of the headline metric); a node that cannot evaluate is listed with its reason.
+        Recorded as evaluation records of the final version (source ``site:KEY``, metrics only;
+        a node that cannot evaluate is recorded with its reason), in one transaction, without
+        changing the version or its id. The run record keeps the same facts under
+        ``site_evaluation`` (client -> metrics, and the worst, mean and spread of the headline
+        metric), which older registries have instead of records.
         """
         if not self.spec.evaluate_sites:
             return
@@ -351,6 +389,10 @@ class Federation:
                            if isinstance(v, int | float) and np.isfinite(float(v))}  # type: ignore[arg-type]
                 sites[key] = metrics
         summary = site_summary(sites, self.spec.task)
+        self.registry.add_evaluations(
+            [Evaluation(run_id, head.version_id, f"{SITE_SOURCE}{k}", m) for k, m in sorted(sites.items())]
+            + [Evaluation(run_id, head.version_id, f"{SITE_SOURCE}{k}", {}, reason)
+               for k, reason in sorted(failed.items())])
         self.registry.annotate_run(run_id, "site_evaluation", {
             "version_id": head.version_id, "sites": sites, "failed": failed, "summary": summary})
         self.reporter.sites(sites, failed, summary)
@@ -362,7 +404,10 @@ class Federation:
 
         The hello states this coordinator's protocol version and announces ``definition`` (the run's
         model before the federation's preprocessing constants), which a site's policy checks. A
-        node that speaks another protocol is recorded as refused and never sampled.
+        node that speaks another protocol is recorded as refused and never sampled. A serving
+        node's reply states its environment, kept here and recorded with each of its updates (it
+        is not resent with every update), and the ids of the definitions it holds: a train
+        message names those by id only.
 
         Nodes with categorical columns report the values they hold; the first handshake cannot
         count their features yet, so a second one sends the agreed ``vocabularies`` back.
@@ -403,6 +448,7 @@ class Federation:
         gathered: dict[str, LocalStats] = {}
         widths: dict[str, int] = {}
         self._refused = {}
+        self._holds = {}
         self._categories: dict[str, dict[str, list[str]]] = {}
         self._features: dict[str, list[str]] = {}
         for reply in send_and_receive(self.grid, messages, timeout=self.settings.round_timeout,
@@ -434,6 +480,9 @@ class Federation:
             try:
                 categories = _categories(info.get(wire.REPLY_CATEGORIES, "{}"))
                 self._features[key] = _names(info.get(wire.REPLY_FEATURES, "[]"))
+                clients[key] = replace(clients[key], environment=parse_environment(
+                    info.get(wire.REPLY_ENVIRONMENT, "{}")))
+                self._holds[key] = set(_names(info.get(wire.REPLY_DEFINITIONS, "[]")))
             except FlonnxError as exc:
                 self._refused[key] = f"unusable handshake reply: {exc}"
                 continue
@@ -445,8 +494,12 @@ class Federation:
                 self._refused[key] = f"the data has {widths[key]} features but the model expects {width}"
                 continue
             if stats and wire.STATS in reply.content.array_records:
-                arrays = {k: v.numpy() for k, v in reply.content.array_records[wire.STATS].items()}
                 try:
+                    # float64 vectors of the node's width: decoded against the bytes present, never
+                    # allocating what a forged .npy header claims
+                    bound = 8 * max(widths[key], 3) + MAX_NPY_HEADER + 128
+                    arrays = {k: decode_npy(v.data, max_bytes=bound)
+                              for k, v in list(reply.content.array_records[wire.STATS].items())[:8]}
                     gathered[key] = LocalStats.from_arrays(arrays, widths[key])
                 except FlonnxError as exc:
                     self._refused[key] = f"unusable feature statistics: {exc}"
@@ -483,17 +536,24 @@ class Federation:
         for message in sorted(configured, key=lambda m: by_node[m.metadata.dst_node_id].key):
             client = by_node[message.metadata.dst_node_id]
             content = RecordDict(dict(message.content.items()))
-            content[wire.LINEAGE] = ConfigRecord({
+            lineage: dict[str, Any] = {
                 wire.LINEAGE_RUN: run_id, wire.LINEAGE_ROUND: rnd, wire.LINEAGE_VERSION: head.version_id,
                 wire.LINEAGE_DEFINITION_ID: definition.id, wire.LINEAGE_WEIGHTS_ID: head.weights_id,
-                wire.LINEAGE_DEFINITION: definition.canonical_bytes, wire.LINEAGE_SEED: seeds[client.key],
-            })
+                wire.LINEAGE_SEED: seeds[client.key],
+            }
+            if definition.id not in self._holds.get(client.key, ()):  # the node's cache: by id
+                lineage[wire.LINEAGE_DEFINITION] = definition.canonical_bytes
+            content[wire.LINEAGE] = ConfigRecord(lineage)  # type: ignore[arg-type]
             messages.append(Message(content, dst_node_id=client.node_id, message_type=MessageType.TRAIN))
-        replies = send_and_receive(self.grid, messages, timeout=self.settings.round_timeout, stop=self.stop)
+        replies = self._send_train(messages, by_node, definition)
         updates: list[Update] = []
         rejected: list[Rejection] = []
         answered = set()
-        for reply in replies:
+        aggregation = RoundAggregation(self.strategy, self.aggregator, rnd, self.settings.seed,
+                                       definition, updates=len(keys), label=self.settings.strategy)
+        replies.reverse()
+        while replies:  # each reply is released once checked (and, streaming, folded and stored)
+            reply = replies.pop()
             sender = by_node.get(reply.metadata.src_node_id)
             if sender is None:
                 continue
@@ -501,6 +561,17 @@ class Federation:
             checked = check_reply(reply, client=sender, definition=definition,
                                   base_version=head.version_id, seed=seeds[sender.key])
             if isinstance(checked, Update):
+                try:
+                    aggregation.add(AggregationInput(checked.client, checked.weights,
+                                                     checked.num_examples, checked.metrics))
+                except InvalidUpdate as exc:  # outside the aggregator's declared bounds
+                    rejected.append(Rejection(checked.client, checked.node_id, str(exc)))
+                    continue
+                if aggregation.streaming:  # its share is in the sum; keep only its stored blob
+                    self.registry.put_weights(checked.weights, weights_id=checked.weights_id)
+                    checked.weights = {}
+                    if wire.ARRAYS in reply.content:
+                        del reply.content[wire.ARRAYS]
                 updates.append(checked)
             else:
                 rejected.append(checked)
@@ -515,13 +586,35 @@ class Federation:
                 f"{self.settings.min_train_nodes}; the round was not committed "
                 f"(rejected: {reasons or 'none'})"
             )
-        new_weights, train_metrics = aggregate_round(
-            self.strategy, rnd, self.settings.seed,
-            [AggregationInput(u.client, u.weights, u.num_examples, u.metrics) for u in updates],
-            definition, label=self.settings.strategy,
-        )
+        new_weights, train_metrics = aggregation.finish()
         return self._commit(run_id, rnd, definition, head, updates, rejected, new_weights, len(keys),
-                            train_metrics)
+                            train_metrics, aggregation.recorded_config(self.strategy_config))
+
+    def _send_train(self, messages: list[Message], by_node: dict[int, ClientInfo],
+                    definition: Definition) -> list[Message]:
+        """Send a round's train messages; a node that lacks the definition gets it at once.
+
+        A message names the definition by id only when the node said it holds it (its hello
+        reply, or an earlier reply of this run). A node that has lost it since (it restarted, or
+        evicted it) refuses naming the id: its message goes again, bytes included, in this same
+        round - so a restart costs one more exchange with that node, not its update, and the
+        round's versions are those it would have had. Once only: a second such refusal (or no
+        answer within another ``round-timeout``) is recorded like any other.
+        """
+        timeout = self.settings.round_timeout
+        replies = send_and_receive(self.grid, messages, timeout=timeout, stop=self.stop)
+        sent = {m.metadata.dst_node_id: m for m in messages}
+        again = [_with_definition(sent[r.metadata.src_node_id], definition) for r in replies
+                 if _missing_definition(r) == definition.id and r.metadata.src_node_id in sent]
+        if again:
+            lacking = {m.metadata.dst_node_id for m in again}
+            replies = [r for r in replies if r.metadata.src_node_id not in lacking]
+            replies += send_and_receive(self.grid, again, timeout=timeout, stop=self.stop)
+        for reply in replies:  # whatever answer but a failure or that refusal: it holds the definition
+            client = by_node.get(reply.metadata.src_node_id)
+            if client is not None and not reply.has_error() and _missing_definition(reply) is None:
+                self._holds.setdefault(client.key, set()).add(definition.id)
+        return replies
 
     def _rejection_record(self, rejection: Rejection, rnd: int, definition: Definition,
                           parent: str) -> VersionRecord:
@@ -537,11 +630,12 @@ class Federation:
     def _commit(
         self, run_id: str, rnd: int, definition: Definition, head: _Head, updates: list[Update],
         rejected: list[Rejection], new_weights: dict[str, np.ndarray], sampled: int,
-        train_metrics: dict[str, Any],
+        train_metrics: dict[str, Any], strategy_config: dict[str, str],
     ) -> tuple[_Head, RoundSummary]:
         records = []
         for update in updates:
-            self.registry.put_weights(update.weights, weights_id=update.weights_id)  # checked
+            # checked; a streamed update was stored when it was folded (then this only confirms)
+            self.registry.put_weights(update.weights, weights_id=update.weights_id)
             records.append(VersionRecord(
                 kind=VersionKind.CLIENT_UPDATE, round=rnd, definition_id=definition.id,
                 weights_id=update.weights_id, parents=(head.version_id,), framework=update.framework,
@@ -559,7 +653,7 @@ class Federation:
             parents=tuple(r.version_id for r in records if r.kind is VersionKind.CLIENT_UPDATE),
             num_examples=sum(u.num_examples for u in updates),
             metrics=metrics, seed=self.settings.seed, strategy=self.settings.strategy,
-            strategy_config=self.strategy_config, environment=self.server_env,
+            strategy_config=strategy_config, environment=self.server_env,
         )
         self.stop.check()  # a round the signal came during is not committed, however far it got
         self.registry.commit(run_id, [*records, aggregate], head_round=rnd, head=aggregate.version_id,
@@ -573,12 +667,27 @@ class Federation:
 
 
 
+def _missing_definition(reply: Message) -> str | None:
+    """The definition id a node refused a message for lacking (protocol 2), or None."""
+    if reply.has_error() or wire.REFUSAL not in reply.content.config_records:
+        return None
+    missing = reply.content.config_records[wire.REFUSAL].get(wire.REFUSAL_MISSING_DEFINITION)
+    return str(missing) if missing is not None else None
+
+
+def _with_definition(message: Message, definition: Definition) -> Message:
+    """A new message with ``message``'s content, its lineage carrying the definition's bytes."""
+    content = RecordDict(dict(message.content.items()))
+    lineage = ConfigRecord(dict(message.content.config_records[wire.LINEAGE]))
+    lineage[wire.LINEAGE_DEFINITION] = definition.canonical_bytes
+    content[wire.LINEAGE] = lineage
+    return Message(content, dst_node_id=message.metadata.dst_node_id,
+                   message_type=message.metadata.message_type)
+
+
 def _categories(text: object) -> dict[str, list[str]]:
     """A node's categorical values (untrusted JSON): bounded in size and type."""
-    try:
-        data = json.loads(str(text))
-    except ValueError as exc:
-        raise FlonnxError(f"categories are not JSON: {exc}") from exc
+    data = wire.loads_field(text, "the categories")
     if not isinstance(data, dict) or len(data) > 1000 or not all(
             isinstance(v, list) and len(v) <= 10_000 and all(isinstance(x, str) and len(x) <= 200
                                                             for x in v) for v in data.values()):
@@ -588,10 +697,7 @@ def _categories(text: object) -> dict[str, list[str]]:
 
 def _names(text: object) -> list[str]:
     """A node's feature column names (untrusted JSON list of short strings)."""
-    try:
-        data = json.loads(str(text))
-    except ValueError as exc:
-        raise FlonnxError(f"feature names are not JSON: {exc}") from exc
+    data = wire.loads_field(text, "the feature names")
     if not isinstance(data, list) or len(data) > 100_000 or not all(
             isinstance(x, str) and len(x) <= 200 for x in data):
         raise FlonnxError("feature names must be a list of short strings")

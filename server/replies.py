@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Mapping
@@ -10,15 +9,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from flwr.app import Message
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 
 from flonnx.exchange import wire
 from flonnx.exchange.definition import Definition
 from flonnx.exchange.errors import FlonnxError, InvalidUpdate
 from flonnx.exchange.hashing import weights_id
 from flonnx.exchange.lineage import flonnx_version
+from flonnx.exchange.npy import decode_tensors
 
-__all__ = ["ClientInfo", "Rejection", "Update", "check_protocol", "check_reply"]
+__all__ = ["ClientInfo", "Rejection", "Update", "check_protocol", "check_reply", "parse_environment"]
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,8 @@ class ClientInfo:
     framework: str
     framework_version: str
     num_examples: int
+    #: the node's environment from its hello reply (protocol 2), recorded with each of its updates
+    environment: dict[str, str] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,29 @@ def check_protocol(hello: Mapping[str, Any]) -> str | None:
     return f"node speaks flonnx protocol {one_line(str(protocol))[:40]} (flonnx {node_flonnx}); {mine}"
 
 
+#: Bounds on a node's environment (untrusted, in its hello reply; every update's record holds it).
+MAX_ENVIRONMENT_KEYS = 100
+MAX_ENVIRONMENT_TEXT = 200
+
+
+def parse_environment(text: object) -> dict[str, str]:
+    """A node's environment from its hello reply: canonical JSON ``{name: version}``, bounded.
+
+    Raises:
+        InvalidUpdate: not a JSON object of at most ``MAX_ENVIRONMENT_KEYS`` short entries.
+    """
+    bound = MAX_ENVIRONMENT_KEYS * (2 * MAX_ENVIRONMENT_TEXT + 8)  # quotes, colon, comma, escapes
+    data = wire.loads_field(text, "the environment", max_chars=bound)
+    if not isinstance(data, dict):
+        raise InvalidUpdate(f"the environment must be a JSON object, got {type(data).__name__}")
+    environment = {str(k): str(v) for k, v in data.items()}
+    if len(environment) > MAX_ENVIRONMENT_KEYS or any(
+            len(k) > MAX_ENVIRONMENT_TEXT or len(v) > MAX_ENVIRONMENT_TEXT for k, v in environment.items()):
+        raise InvalidUpdate(f"the environment must have at most {MAX_ENVIRONMENT_KEYS} entries of at "
+                            f"most {MAX_ENVIRONMENT_TEXT} characters")
+    return environment
+
+
 def check_reply(
     reply: Message, *, client: ClientInfo, definition: Definition, base_version: str, seed: int
 ) -> Update | Rejection:
@@ -103,17 +128,19 @@ def _check(
         raise InvalidUpdate(f"client failed: {failure_line(str(reply.error.reason))}")
     content = reply.content
     if wire.REFUSAL in content:
-        refusal = content.config_records[wire.REFUSAL]
+        refusal = _record(content, wire.REFUSAL, ConfigRecord)
         records = content.metric_records
         measured = {k: v for k, v in _metrics(records[wire.METRICS], strict=False).items()
                     if math.isfinite(v)} if wire.METRICS in records else {}
-        raise _Refused(f"client refused to train: {one_line(str(refusal[wire.REFUSAL_REASON]))}",
+        raise _Refused(f"client refused to train: "
+                       f"{one_line(str(refusal.get(wire.REFUSAL_REASON, 'no reason given')))}",
                        measured)
     missing = [k for k in (wire.ARRAYS, wire.METRICS, wire.LINEAGE) if k not in content]
     if missing:
         raise InvalidUpdate(f"reply lacks records {missing}")
-    lineage: dict[str, Any] = dict(content[wire.LINEAGE])
-    metrics = _metrics(content[wire.METRICS])
+    lineage: dict[str, Any] = dict(_record(content, wire.LINEAGE, ConfigRecord))
+    _lineage_fields(lineage)
+    metrics = _metrics(_record(content, wire.METRICS, MetricRecord))
     if lineage.get(wire.REPLY_BASE_VERSION) != base_version:
         raise InvalidUpdate(
             f"update is based on {str(lineage.get(wire.REPLY_BASE_VERSION))[:12]}, expected "
@@ -124,9 +151,9 @@ def _check(
             f"reply names client {lineage.get(wire.REPLY_CLIENT)!r}, expected {client.key!r}"
         )
     num_examples = metrics.get(wire.REPLY_NUM_EXAMPLES, 0.0)
-    if num_examples <= 0 or num_examples != int(num_examples):
+    if num_examples <= 0 or num_examples != int(num_examples) or num_examples > MAX_NUM_EXAMPLES:
         raise InvalidUpdate(f"num-examples must be a positive integer, got {num_examples}")
-    weights = {name: array.numpy() for name, array in content.array_records[wire.ARRAYS].items()}
+    weights = _decoded(_record(content, wire.ARRAYS, ArrayRecord), definition)
     for array in weights.values():  # the id computed here is trusted when the update is stored
         array.flags.writeable = False
     definition.validate(weights, source=f"update from {client.key}")
@@ -136,11 +163,6 @@ def _check(
             f"weights hash to {actual[:12]} but the client reported "
             f"{str(lineage.get(wire.REPLY_WEIGHTS_ID))[:12]}"
         )
-    try:
-        environment = {str(k): str(v) for k, v in
-                       json.loads(str(lineage.get(wire.REPLY_ENVIRONMENT, "{}"))).items()}
-    except (ValueError, AttributeError) as exc:
-        raise InvalidUpdate(f"unreadable environment in reply: {exc}") from exc
     if int(lineage.get(wire.REPLY_SEED, -1)) != seed:  # type: ignore[call-overload]
         raise InvalidUpdate(f"client trained with seed {lineage.get(wire.REPLY_SEED)}, sent {seed}")
     return Update(
@@ -153,9 +175,56 @@ def _check(
         num_examples=int(num_examples),
         metrics={k: v for k, v in metrics.items() if k != wire.REPLY_NUM_EXAMPLES},
         seed=seed,
-        environment=environment,
+        environment=dict(client.environment),  # stated once, in the node's hello reply
         message=reply,
     )
+
+
+#: Bound on each text field of a reply's lineage record (ids are 64 characters; names are short).
+MAX_LINEAGE_TEXT = 256
+_LINEAGE_TEXT = (wire.REPLY_BASE_VERSION, wire.REPLY_CLIENT, wire.REPLY_FRAMEWORK,
+                 wire.REPLY_FRAMEWORK_VERSION, wire.REPLY_WEIGHTS_ID)
+
+
+def _lineage_fields(lineage: Mapping[str, Any]) -> None:
+    """Reject a lineage record whose fields have the wrong type or an unbounded size.
+
+    Each field reaches a version record (and the CLI and reports) verbatim, so a 1 MiB framework
+    name or a seed that is not an integer rejects the reply instead of being stored or crashing.
+    """
+    for key in _LINEAGE_TEXT:
+        value = lineage.get(key)
+        if not isinstance(value, str):
+            raise InvalidUpdate(f"lineage field {key!r} must be text, got {type(value).__name__}")
+        if len(value) > MAX_LINEAGE_TEXT:
+            raise InvalidUpdate(f"lineage field {key!r} has {len(value)} characters; at most "
+                                f"{MAX_LINEAGE_TEXT} are accepted")
+    seed = lineage.get(wire.REPLY_SEED)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise InvalidUpdate(f"lineage field {wire.REPLY_SEED!r} must be an integer, got "
+                            f"{one_line(repr(seed))[:40]}")
+
+
+def _decoded(record: ArrayRecord, definition: Definition) -> dict[str, np.ndarray]:
+    """A reply's tensors, decoded; a payload that is not a plain ``.npy`` array rejects the reply.
+
+    Flower's ``Array.numpy()`` allocates whatever shape the ``.npy`` header claims before reading the
+    data; :func:`~flonnx.exchange.npy.decode_tensors` checks each header against the bytes that are
+    there and against what the definition expects, so a reply costs at most one model's memory.
+    """
+    return decode_tensors(record, definition, source="reply")
+
+
+#: Bound on a reply's ``num-examples`` (aggregation weights by it; a trillion is past any real data set).
+MAX_NUM_EXAMPLES = 10**12
+
+
+def _record(content: Any, name: str, kind: type) -> Any:
+    """The record ``name`` of a reply, which must be a ``kind``; anything else rejects the reply."""
+    record = content[name]
+    if not isinstance(record, kind):
+        raise InvalidUpdate(f"record {name!r} is a {type(record).__name__}, expected a {kind.__name__}")
+    return record
 
 
 #: Bounds on what a client may send as metrics (untrusted input).
@@ -199,7 +268,7 @@ MAX_REASON = 500
 
 def one_line(text: str) -> str:
     """Untrusted text as one printable line of at most :data:`MAX_REASON` characters."""
-    text = _ANSI.sub("", text)
+    text = _ANSI.sub("", text[: 8 * MAX_REASON])  # bounded work, however long the text
     text = " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())
     return text if len(text) <= MAX_REASON else text[: MAX_REASON - 1] + "…"
 

@@ -52,6 +52,8 @@ from flonnx.exchange.errors import DataError
 __all__ = ["FORMATS", "Table", "read_table"]
 
 _MATRIX_NAMES = ("x", "features")
+#: Bytes of one data file (CSV cells become Python strings, about ten times the file in memory).
+MAX_DATA_FILE_BYTES = 4 << 30
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,10 @@ def read_table(path: str | Path) -> Table:
         raise DataError(f"data file {shown} does not exist")
     if file.is_dir():
         raise DataError(f"data file {shown} is a directory, not a file")
+    size = file.stat().st_size
+    if size > MAX_DATA_FILE_BYTES:
+        raise DataError(f"data file {shown} is {size} bytes; the limit is {MAX_DATA_FILE_BYTES} "
+                        "(split it, or read a sample)")
     reader = FORMATS.get(file.suffix.lower())
     if reader is None:
         raise DataError(

@@ -119,7 +119,8 @@ def _old_encode_weights(weights: dict[str, np.ndarray]) -> bytes:
     for name in sorted(weights, key=lambda n: n.encode("utf-8")):
         array = np.asarray(weights[name])
         dtype = array.dtype.newbyteorder("<") if array.dtype.byteorder == ">" else array.dtype
-        array = np.ascontiguousarray(array, dtype=dtype)
+        # reshape: ascontiguousarray makes a 0-d array 1-d (the encoding keeps the 0-d shape, #11)
+        array = np.ascontiguousarray(array, dtype=dtype).reshape(array.shape)
         name_b, dtype_b, data = name.encode("utf-8"), array.dtype.str.encode("ascii"), array.tobytes()
         parts += [struct.pack("<I", len(name_b)), name_b, struct.pack("<B", len(dtype_b)), dtype_b,
                   struct.pack("<B", array.ndim), struct.pack(f"<{array.ndim}Q", *array.shape),
@@ -178,3 +179,35 @@ def test_weights_id_hashes_contiguous_tensors_in_place(monkeypatch: pytest.Monke
     monkeypatch.setattr(np, "ascontiguousarray", watched)
     assert weights_id(weights) == expected
     assert copies == []
+
+
+def test_canonical_json_keeps_text_as_utf8_and_refuses_non_finite_numbers_anywhere() -> None:
+    # non-ASCII text is stored as itself (not \\u escapes), so an id does not depend on escaping
+    assert canonical_json({"site": "Zürich"}) == '{"site":"Zürich"}'.encode()
+    for nested in [{"a": [1.0, float("nan")]}, [{"b": float("inf")}], {"c": {"d": [float("-inf")]}}]:
+        with pytest.raises(ValueError, match="non-finite"):
+            canonical_json(nested)
+    with pytest.raises(ValueError, match="is not a string"):
+        canonical_json({"a": {1: 2}})
+
+
+def test_empty_tensors_and_big_endian_ones_encode_like_their_little_endian_values() -> None:
+    empty = {"e": np.zeros((0, 3), np.float32)}
+    assert decode_weights(encode_weights(empty))["e"].shape == (0, 3)
+    values = np.arange(6, dtype=np.float64).reshape(2, 3)
+    for dtype in (">f8", "<f8", "=f8"):
+        assert weights_id({"w": values.astype(dtype)}) == weights_id({"w": values})
+    # a non-contiguous view hashes like its contiguous copy, element order C
+    assert weights_id({"w": values.T}) == weights_id({"w": np.ascontiguousarray(values.T)})
+
+
+@pytest.mark.parametrize("cut", ["magic", "length", "trailing"])
+def test_a_blob_that_is_not_exactly_an_encoding_is_refused(cut: str) -> None:
+    blob = encode_weights({"a": np.ones(3, np.float32), "b": np.zeros(2, np.int64)})
+    damaged = {"magic": b"X" + blob[1:], "length": blob[:-1], "trailing": blob + b"\x00"}[cut]
+    with pytest.raises(InvalidUpdate):
+        decode_weights(damaged)
+    # a magic that sorts before or after the real one, and a longer or shorter data section
+    for magic in (b"\x00" * 8, b"\xff" * 8):
+        with pytest.raises(InvalidUpdate):
+            decode_weights(magic + blob[8:])

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pytest
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
-from flwr.common.serde import message_to_proto
+from flwr.common.serde import message_from_proto, message_to_proto
 
 from flonnx.client.app import app as client_app
 from flonnx.client.audit import read_array
@@ -71,7 +71,9 @@ class CapturingGrid(LocalGrid):
     def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> list[Message]:
         messages = list(messages)
         replies = super().send_and_receive(messages, timeout=timeout)
-        self.exchanged += list(zip(messages, replies, strict=True))
+        # a copy of what crossed the wire: the server releases the arrays it has folded in
+        self.exchanged += [(m, message_from_proto(message_to_proto(r)))
+                           for m, r in zip(messages, replies, strict=True)]
         return replies
 
 
