@@ -271,14 +271,42 @@ def _shapes(model: onnx.ModelProto) -> dict[str, list[int]]:
     return shapes
 
 
+def _gemm_operand(node: onnx.NodeProto, shapes: dict[str, list[int]],
+                  sizes: dict[str, int]) -> tuple[list[int], list[int]] | None:
+    """A Gemm's A and output shapes when A's shape was computed at run time (a flatten before a head).
+
+    A holds as many elements as the tensor it was reshaped from (``sizes``) and its reduced
+    dimension is fixed by B, so ``A = [size / K, K]`` and the output ``[size / K, N]``.
+    """
+    size, weight = sizes.get(node.input[0]), shapes.get(node.input[1])
+    if size is None or weight is None or len(weight) != 2:
+        return None
+    trans_a = any(a.name == "transA" and a.i for a in node.attribute)
+    trans_b = any(a.name == "transB" and a.i for a in node.attribute)
+    k, n = (weight[1], weight[0]) if trans_b else (weight[0], weight[1])
+    if k <= 0 or size % k:
+        return None
+    first = [k, size // k] if trans_a else [size // k, k]
+    return first, [size // k, n]
+
+
 def estimated_flops(model: onnx.ModelProto) -> int | None:
     """2 × multiply-adds of Gemm/MatMul/Conv for one example (``None`` if a shape is unknown)."""
     shapes = _shapes(model)
+    # elements of each value: a reshaping node's output holds its input's, whatever shape it has
+    sizes = {name: math.prod(shape) for name, shape in shapes.items()}
+    for node in model.graph.node:
+        if node.op_type in _SAME_SIZE and node.input and node.input[0] in sizes:
+            sizes.setdefault(node.output[0], sizes[node.input[0]])
     total = 0
     for node in model.graph.node:
         if node.op_type not in ("Gemm", "MatMul", "Conv"):
             continue
         out, first = shapes.get(node.output[0]), shapes.get(node.input[0])
+        if node.op_type == "Gemm" and first is None:
+            derived = _gemm_operand(node, shapes, sizes)
+            if derived is not None:
+                first, out = derived
         if out is None or first is None:
             return None
         if node.op_type == "Conv":

@@ -66,3 +66,13 @@ def test_a_zoo_cnn_has_a_peak_at_least_its_largest_activation() -> None:
 
     assert peak is not None and not peak[1]
     assert largest <= peak[0] < 10 * largest
+
+
+def test_a_cnn_whose_flatten_is_computed_at_run_time_still_has_its_flops_counted() -> None:
+    """digits-cnn flattens with a Reshape whose target shape is computed: its Gemm head still counts."""
+    from flonnx.exchange.card import estimated_flops
+
+    model = load_starting_model("digits-cnn", seed=0, input_shape=None).model
+    convolutions = 16 * 8 * 8 * (1 * 3 * 3) + 32 * 4 * 4 * (16 * 3 * 3)  # outputs x reduced inputs
+    head = 10 * (32 * 2 * 2)
+    assert estimated_flops(model) == 2 * (convolutions + head)
