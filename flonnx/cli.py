@@ -35,6 +35,16 @@ BlobsOpt = Annotated[str | None, typer.Option(
     "--blobs", help="Where the registry's blobs live: a directory or an fsspec URL (default: "
                     "REGISTRY/blobs; required with a database URL).")]
 RunOpt = Annotated[str | None, typer.Option("--run", help="Run id or unique prefix (default: newest).")]
+QuietOpt = Annotated[bool, typer.Option(
+    "--quiet", "-q", help="Print only the final version of each run (and errors, on stderr).")]
+JsonOpt = Annotated[bool, typer.Option(
+    "--json", help="One JSON object per event on stdout, nothing else (docs/lineage.md): \"event\" "
+                   "is start (run_id, scenario, initial_version, metrics, resumed_from), progress "
+                   "(round, total_rounds, received, sampled, rejected, elapsed_s, eta_s; after each "
+                   "reply), round (round, total_rounds, sampled, accepted, frameworks, rejected: a "
+                   "list of client and reason, metrics, version_id, seconds), note (text), sites "
+                   "(sites, failed, summary) or finish (run_id, rounds, final_version). NaN is null. "
+                   "Errors go to stderr.")]
 SigningKeyOpt = Annotated[Path | None, typer.Option(
     "--signing-key", help="Sign every version with this Ed25519 private key (PEM, kept outside the "
                           "registry; flonnx lineage keygen makes one). A signed run resumes with it.")]
@@ -97,6 +107,17 @@ def _exit_when_stopped(registry: str, blobs: str | None) -> Iterator[None]:
 Opt = typer.Option
 
 
+def _reporter(quiet: bool, as_json: bool) -> Any:
+    """The reporter the output options ask for (None: the federation's ConsoleReporter)."""
+    from flonnx.server.progress import JsonReporter, QuietReporter
+
+    if quiet and as_json:
+        raise FlonnxError("--quiet and --json exclude each other")
+    if as_json:
+        return JsonReporter()
+    return QuietReporter(console) if quiet else None
+
+
 @app.command()
 @_friendly
 def simulate(
@@ -129,11 +150,15 @@ def simulate(
     report: Annotated[Path | None, Opt(
         "--report", help="Write the HTML report of the run(s) here at the end (as flonnx report).")] = None,
     signing_key: SigningKeyOpt = None,
+    quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Run a federation spec on Flower's Simulation Engine and record every version.
 
     SPEC is a preset name (flonnx scenarios) or a spec file (.toml, docs/spec.md); default
     digits-mixed, or nothing but the flags when --model is given. The flags override its keys.
+    On a terminal a status line shows each round's replies as they arrive; --quiet and --json are
+    for scripts.
     """
     from flonnx.exchange.spec import load_spec, parse_spec
     from flonnx.simulations.runner import plan
@@ -141,6 +166,7 @@ def simulate(
 
     if rounds is not None and rounds < 1:
         raise FlonnxError(f"--rounds must be at least 1, got {rounds}")
+    reporter = _reporter(quiet, as_json)
     overrides = {
         "data.source": data, "data.label": label, "model": model, "task": task, "clients": clients,
         "frameworks": frameworks, "data.partition": partition, "fraction-train": fraction_train,
@@ -162,13 +188,14 @@ def simulate(
     where = {**_where(registry, blobs), **_signing(signing_key)}
     # fail before Ray starts: registry, min-train-nodes, strategy and signing key checked
     run_plan({**where, "min-available-nodes": simulation["num_clients"]}, fed)
-    _print_plan(fed, simulation)
-    console.print("[dim]starting Flower's simulation engine…[/]")
+    if reporter is None:
+        _print_plan(fed, simulation)
+        console.print("[dim]starting Flower's simulation engine…[/]")
     with _exit_when_stopped(registry, blobs):
-        run_ids = run(fed, overrides=where, verbose=verbose, simulation=simulation)
+        run_ids = run(fed, overrides=where, verbose=verbose, simulation=simulation, reporter=reporter)
     if report is not None:
-        _write_report(registry, blobs, run_ids, report)
-    if len(run_ids) > 1:
+        _write_report(registry, blobs, run_ids, report, quiet=reporter is not None)
+    if len(run_ids) > 1 and reporter is None:
         console.print(f"runs: {literal(' '.join(run_ids))}", soft_wrap=True)
 
 
@@ -222,6 +249,8 @@ def resume(
     blobs: BlobsOpt = None,
     verbose: Annotated[bool, typer.Option(help="Show Flower's and Ray's logs.")] = False,
     signing_key: SigningKeyOpt = None,
+    quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Continue stopped or failed runs from their last committed round, strategy state included."""
     from flonnx.exchange.writable import check_registry_writable
@@ -229,6 +258,7 @@ def resume(
     from flonnx.server.settings import Settings
     from flonnx.simulations.runner import simulate as run
 
+    reporter = _reporter(quiet, as_json)
     check_registry_writable(registry, blobs)  # a resume writes: say so before opening it to migrate
     reg = _open(registry, blobs, migrate=True)
     run_ids = [reg.resolve_run(r) for r in runs]
@@ -256,7 +286,7 @@ def resume(
                     f"with N > {done}"
                 )
     with _exit_when_stopped(registry, blobs):
-        run(stored[0].spec, overrides=overrides, verbose=verbose)
+        run(stored[0].spec, overrides=overrides, verbose=verbose, reporter=reporter)
 
 
 @app.command()
@@ -739,13 +769,15 @@ def report(
     _write_report(registry, blobs, run_ids, output)
 
 
-def _write_report(registry: str, blobs: str | None, run_ids: list[str], output: Path) -> None:
+def _write_report(registry: str, blobs: str | None, run_ids: list[str], output: Path, *,
+                  quiet: bool = False) -> None:
     from flonnx.server.report import write_report
 
     with _open(registry, blobs) as reg:
         path = write_report(reg, run_ids, output)
-    console.print(f"wrote {literal(str(path))} ({len(run_ids)} run(s), {path.stat().st_size / 1024:.0f} KB)",
-                  soft_wrap=True)
+    if not quiet:
+            console.print(f"wrote {literal(str(path))} ({len(run_ids)} run(s), "
+                      f"{path.stat().st_size / 1024:.0f} KB)", soft_wrap=True)
 
 
 @lineage_app.command("graph")

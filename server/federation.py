@@ -2,11 +2,12 @@
 
 Per round: sample clients by stable key with a seeded RNG; let the inner Flower strategy configure
 the round; add the lineage to every message (and the definition's bytes to a node not known to
-hold it: nodes cache definitions by id, see :meth:`Federation._send_train`); validate every
-reply; hand the valid ones to the strategy in client-key order
-(:mod:`flonnx.server.aggregation`); evaluate the new global version with ONNX Runtime on the
-server's test split; record the updates, the rejections, the aggregate and
-the strategy's state in the registry in one transaction.
+hold it: nodes cache definitions by id, see :meth:`Federation._send_train`); validate each
+reply as it arrives (the reporter's ``progress``) and fold a valid one into the round's
+aggregation at once, so no reply is held (:mod:`flonnx.server.aggregation`: the result does not
+depend on the arrival order, and everything recorded is in client-key order); evaluate the new
+global version with ONNX Runtime on the server's test split; record the updates, the rejections,
+the aggregate and the strategy's state in the registry in one transaction.
 
 A round with fewer than ``min-train-nodes`` valid updates is not committed: the run is marked
 ``failed`` and :meth:`Federation.run` with ``Settings.resume`` continues it from its last committed
@@ -20,7 +21,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from typing import Any
@@ -44,7 +45,7 @@ from flonnx.exchange.signing import load_signer
 from flonnx.exchange.sources import evaluation_source
 from flonnx.exchange.task import HEADLINE_METRIC
 from flonnx.server.aggregation import AggregationInput, RoundAggregation, configure_round
-from flonnx.server.progress import ConsoleReporter, Reporter, RoundSummary
+from flonnx.server.progress import ConsoleReporter, Reporter, RoundProgress, RoundSummary
 from flonnx.server.replies import (
     ClientInfo,
     Rejection,
@@ -57,7 +58,7 @@ from flonnx.server.replies import (
 )
 from flonnx.server.sampling import sample_clients
 from flonnx.server.settings import Settings
-from flonnx.server.stopping import Interrupted, StopRequest, send_and_receive
+from flonnx.server.stopping import Interrupted, StopRequest, receive
 from flonnx.server.strategies import DP_CLIPPING_MODE, build_strategy, recorded_aggregator
 from flonnx.server.strategy_state import capture_state, restore_state
 
@@ -343,7 +344,10 @@ class Federation:
         for rnd in range(head.round + 1, self.settings.rounds + 1):
             self.stop.check()
             started = time.perf_counter()
-            head, summary = self._round(run_id, rnd, definition, head, clients)
+            try:
+                head, summary = self._round(run_id, rnd, definition, head, clients)
+            finally:
+                self.reporter.idle()
             summary.seconds = time.perf_counter() - started
             self.history.append(summary)
             self.reporter.round(summary)
@@ -374,8 +378,7 @@ class Federation:
         }), dst_node_id=self._clients[k].node_id, message_type=MessageType.EVALUATE) for k in keys]
         sites: dict[str, dict[str, float]] = {}
         failed: dict[str, str] = {}
-        for reply in send_and_receive(self.grid, messages, timeout=self.settings.round_timeout,
-                                      stop=self.stop):
+        for reply in receive(self.grid, messages, timeout=self.settings.round_timeout, stop=self.stop):
             key = by_node.get(reply.metadata.src_node_id)
             if key is None:
                 continue
@@ -388,6 +391,7 @@ class Federation:
                 metrics = {str(k): float(v) for k, v in values.items()  # type: ignore[arg-type]
                            if isinstance(v, int | float) and np.isfinite(float(v))}  # type: ignore[arg-type]
                 sites[key] = metrics
+        sites = dict(sorted(sites.items()))  # not in arrival order: the mean sums in this order
         summary = site_summary(sites, self.spec.task)
         self.registry.add_evaluations(
             [Evaluation(run_id, head.version_id, f"{SITE_SOURCE}{k}", m) for k, m in sorted(sites.items())]
@@ -451,8 +455,7 @@ class Federation:
         self._holds = {}
         self._categories: dict[str, dict[str, list[str]]] = {}
         self._features: dict[str, list[str]] = {}
-        for reply in send_and_receive(self.grid, messages, timeout=self.settings.round_timeout,
-                                      stop=self.stop):
+        for reply in receive(self.grid, messages, timeout=self.settings.round_timeout, stop=self.stop):
             if reply.has_error() or wire.HELLO not in reply.content:
                 continue
             info = reply.content[wire.HELLO]
@@ -509,7 +512,7 @@ class Federation:
                 f"{self.settings.min_available_nodes} needed"
             )
         if gathered:
-            common = Counter(widths[k] for k in gathered).most_common(1)[0][0]
+            common = Counter(widths[k] for k in sorted(gathered)).most_common(1)[0][0]  # ties by key
             for key in [k for k in gathered if widths[k] != common]:
                 del gathered[key]
                 self._refused[key] = (f"the data has {widths[key]} features but the other nodes "
@@ -545,36 +548,27 @@ class Federation:
                 lineage[wire.LINEAGE_DEFINITION] = definition.canonical_bytes
             content[wire.LINEAGE] = ConfigRecord(lineage)  # type: ignore[arg-type]
             messages.append(Message(content, dst_node_id=client.node_id, message_type=MessageType.TRAIN))
-        replies = self._send_train(messages, by_node, definition)
         updates: list[Update] = []
         rejected: list[Rejection] = []
         answered = set()
         aggregation = RoundAggregation(self.strategy, self.aggregator, rnd, self.settings.seed,
                                        definition, updates=len(keys), label=self.settings.strategy)
-        replies.reverse()
-        while replies:  # each reply is released once checked (and, streaming, folded and stored)
-            reply = replies.pop()
+        started = time.perf_counter()
+        # each reply is checked as it arrives and released (streaming: folded and stored) before
+        # the next is received; what is recorded is sorted by client key below
+        for reply in self._send_train(messages, by_node, definition):
             sender = by_node.get(reply.metadata.src_node_id)
-            if sender is None:
+            if sender is None or sender.key in answered:
                 continue
             answered.add(sender.key)
-            checked = check_reply(reply, client=sender, definition=definition,
-                                  base_version=head.version_id, seed=seeds[sender.key])
-            if isinstance(checked, Update):
-                try:
-                    aggregation.add(AggregationInput(checked.client, checked.weights,
-                                                     checked.num_examples, checked.metrics))
-                except InvalidUpdate as exc:  # outside the aggregator's declared bounds
-                    rejected.append(Rejection(checked.client, checked.node_id, str(exc)))
-                    continue
-                if aggregation.streaming:  # its share is in the sum; keep only its stored blob
-                    self.registry.put_weights(checked.weights, weights_id=checked.weights_id)
-                    checked.weights = {}
-                    if wire.ARRAYS in reply.content:
-                        del reply.content[wire.ARRAYS]
-                updates.append(checked)
-            else:
-                rejected.append(checked)
+            self._check_reply(reply, sender, definition, head, seeds[sender.key], aggregation,
+                              updates, rejected)
+            del reply
+            elapsed = time.perf_counter() - started
+            self.reporter.progress(RoundProgress(
+                round=rnd, total_rounds=self.settings.rounds, received=len(answered), sampled=len(keys),
+                rejected=len(rejected), elapsed_s=elapsed,
+                eta_s=elapsed / len(answered) * (len(keys) - len(answered))))
         rejected += [Rejection(k, clients[k].node_id, "no reply before the round timeout")
                      for k in keys if k not in answered]
         updates.sort(key=lambda u: u.client)
@@ -590,8 +584,30 @@ class Federation:
         return self._commit(run_id, rnd, definition, head, updates, rejected, new_weights, len(keys),
                             train_metrics, aggregation.recorded_config(self.strategy_config))
 
+    def _check_reply(self, reply: Message, sender: ClientInfo, definition: Definition, head: _Head,
+                     seed: int, aggregation: RoundAggregation, updates: list[Update],
+                     rejected: list[Rejection]) -> None:
+        """Check one train reply; fold an accepted update into ``aggregation`` at once."""
+        checked = check_reply(reply, client=sender, definition=definition,
+                              base_version=head.version_id, seed=seed)
+        if not isinstance(checked, Update):
+            rejected.append(checked)
+            return
+        try:
+            aggregation.add(AggregationInput(checked.client, checked.weights,
+                                             checked.num_examples, checked.metrics))
+        except InvalidUpdate as exc:  # outside the aggregator's declared bounds
+            rejected.append(Rejection(checked.client, checked.node_id, str(exc)))
+            return
+        if aggregation.streaming:  # its share is in the sum; keep only its stored blob
+            self.registry.put_weights(checked.weights, weights_id=checked.weights_id)
+            checked.weights = {}
+            if wire.ARRAYS in reply.content:
+                del reply.content[wire.ARRAYS]
+        updates.append(checked)
+
     def _send_train(self, messages: list[Message], by_node: dict[int, ClientInfo],
-                    definition: Definition) -> list[Message]:
+                    definition: Definition) -> Iterator[Message]:
         """Send a round's train messages; a node that lacks the definition gets it at once.
 
         A message names the definition by id only when the node said it holds it (its hello
@@ -600,21 +616,29 @@ class Federation:
         round - so a restart costs one more exchange with that node, not its update, and the
         round's versions are those it would have had. Once only: a second such refusal (or no
         answer within another ``round-timeout``) is recorded like any other.
+
+        Yields each reply as it arrives (:func:`~flonnx.server.stopping.receive`); those refusals
+        are held back, and their messages sent again once the first wait ends.
         """
         timeout = self.settings.round_timeout
-        replies = send_and_receive(self.grid, messages, timeout=timeout, stop=self.stop)
         sent = {m.metadata.dst_node_id: m for m in messages}
-        again = [_with_definition(sent[r.metadata.src_node_id], definition) for r in replies
-                 if _missing_definition(r) == definition.id and r.metadata.src_node_id in sent]
-        if again:
-            lacking = {m.metadata.dst_node_id for m in again}
-            replies = [r for r in replies if r.metadata.src_node_id not in lacking]
-            replies += send_and_receive(self.grid, again, timeout=timeout, stop=self.stop)
-        for reply in replies:  # whatever answer but a failure or that refusal: it holds the definition
-            client = by_node.get(reply.metadata.src_node_id)
-            if client is not None and not reply.has_error() and _missing_definition(reply) is None:
-                self._holds.setdefault(client.key, set()).add(definition.id)
-        return replies
+        again: list[Message] = []
+        for reply in receive(self.grid, messages, timeout=timeout, stop=self.stop):
+            if _missing_definition(reply) == definition.id and reply.metadata.src_node_id in sent:
+                again.append(_with_definition(sent[reply.metadata.src_node_id], definition))
+                continue
+            self._note_holds(reply, by_node, definition)
+            yield reply
+        sent.clear()
+        for reply in receive(self.grid, again, timeout=timeout, stop=self.stop) if again else ():
+            self._note_holds(reply, by_node, definition)
+            yield reply
+
+    def _note_holds(self, reply: Message, by_node: dict[int, ClientInfo], definition: Definition) -> None:
+        """Whatever answer but a failure or a missing-definition refusal: the node holds it."""
+        client = by_node.get(reply.metadata.src_node_id)
+        if client is not None and not reply.has_error() and _missing_definition(reply) is None:
+            self._holds.setdefault(client.key, set()).add(definition.id)
 
     def _rejection_record(self, rejection: Rejection, rnd: int, definition: Definition,
                           parent: str) -> VersionRecord:

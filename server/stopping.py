@@ -2,7 +2,7 @@
 
 A :class:`StopRequest` is set by a signal handler (:func:`stop_on_signals`, in the main thread of the
 process that drives a simulation) and read by the federation in the ServerApp's thread: every wait
-for replies polls it (:func:`send_and_receive`), and a round checks it once more right before its
+for replies polls it (:func:`receive`), and a round checks it once more right before its
 one commit transaction. So a round in progress when the signal comes is never committed; the run is
 marked ``interrupted`` and :class:`Interrupted` names it and its last committed round, from which
 ``flonnx resume`` continues as if it had never stopped (the round is run again with the same seeds).
@@ -25,7 +25,7 @@ from flwr.serverapp import Grid
 
 from flonnx.exchange.errors import FlonnxError
 
-__all__ = ["Interrupted", "StopRequest", "send_and_receive", "stop_on_signals"]
+__all__ = ["Interrupted", "StopRequest", "receive", "send_and_receive", "stop_on_signals"]
 
 #: The signals that stop a run; the process exits with 128 + the signal's number.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -119,13 +119,18 @@ def stop_on_signals(stop: StopRequest) -> Iterator[None]:
             signal.signal(sig, old)
 
 
-def send_and_receive(grid: Any, messages: Iterable[Message], *, timeout: float,
-                     stop: StopRequest) -> list[Message]:
-    """Flower's ``Grid.send_and_receive``, except that a stop request ends the wait at once.
+def receive(grid: Any, messages: Iterable[Message], *, timeout: float,
+            stop: StopRequest) -> Iterator[Message]:
+    """Send ``messages`` and yield each reply as it arrives; a stop request ends the wait at once.
 
-    A Flower :class:`Grid` is polled (``push_messages``, then ``pull_messages`` every
-    ``pull_interval`` seconds, as Flower does) until every reply came or ``timeout`` passed; a grid
-    that offers only ``send_and_receive`` (a test's stand-in) is waited for as it is.
+    A Flower :class:`Grid` is polled as Flower's own ``send_and_receive`` does (``push_messages``,
+    then ``pull_messages`` every ``pull_interval`` seconds, 3 s if the grid names none) until every
+    reply came or ``timeout`` passed, and each pulled reply is yielded before the next pull: the
+    caller checks (and folds) one reply at a time and holds none it has done with. A grid that
+    offers only ``send_and_receive`` (a test's stand-in) is waited for as it is.
+
+    Replies come in arrival order, which is not reproducible: a caller keeps whatever it records
+    in its own (client-key) order.
 
     Raises:
         Interrupted: a stop was asked for before or while waiting.
@@ -134,17 +139,33 @@ def send_and_receive(grid: Any, messages: Iterable[Message], *, timeout: float,
     if not isinstance(grid, Grid):
         replies = list(grid.send_and_receive(messages, timeout=timeout))
         stop.check()
-        return replies
-    pending = set(grid.push_messages(messages))
+        replies.reverse()
+        while replies:  # released one by one, as a polled grid's
+            yield replies.pop()
+        return
+    # Flower's HTTP grid names a message it could not push None (and logs it): no reply will come
+    pending = {mid for mid in grid.push_messages(messages) if mid is not None}
+    del messages
+    deadline = time.monotonic() + timeout  # from the push, as Flower's send_and_receive
     interval = float(getattr(grid, "pull_interval", 3.0))
-    deadline = time.monotonic() + timeout
-    replies = []
     while pending:
-        pulled = list(grid.pull_messages(pending))
-        replies += pulled
-        pending -= {reply.metadata.reply_to_message_id for reply in pulled}
+        pulled = list(grid.pull_messages(list(pending)))
+        pulled.reverse()
+        while pulled:  # each released by the time the caller asks for the next
+            reply = pulled.pop()
+            pending.discard(reply.metadata.reply_to_message_id)
+            yield reply
         if not pending or time.monotonic() >= deadline:
-            break
+            return
         stop.wait(min(interval, max(deadline - time.monotonic(), 0.0)))
         stop.check()
-    return replies
+
+
+def send_and_receive(grid: Any, messages: Iterable[Message], *, timeout: float,
+                     stop: StopRequest) -> list[Message]:
+    """All the replies of :func:`receive`, as a list (for a caller that needs them together).
+
+    Raises:
+        Interrupted: a stop was asked for before or while waiting.
+    """
+    return list(receive(grid, messages, timeout=timeout, stop=stop))
