@@ -20,7 +20,7 @@ if __package__ in (None, ""):  # run as a file: benchmarks/run.py
 from benchmarks.common import RESULTS, ROOT, machine, write_result  # noqa: E402
 
 DOC = ROOT / "docs" / "benchmarks.md"
-NAMES = {"B3": "b3_exchange", "B1": "b1_round", "B2": "b2_memory"}
+NAMES = {"B3": "b3_exchange", "B1": "b1_round", "B2": "b2_memory", "B5": "b5_scale"}
 
 
 def _b3(quick: bool) -> dict[str, Any]:
@@ -41,7 +41,13 @@ def _b2(quick: bool) -> dict[str, Any]:
     return b2_memory.run(quick)
 
 
-RUNNERS: dict[str, Callable[[bool], dict[str, Any]]] = {"B3": _b3, "B1": _b1, "B2": _b2}
+def _b5(quick: bool) -> dict[str, Any]:
+    from benchmarks import b5_scale
+
+    return b5_scale.run(quick)
+
+
+RUNNERS: dict[str, Callable[[bool], dict[str, Any]]] = {"B3": _b3, "B1": _b1, "B2": _b2, "B5": _b5}
 
 
 def _fmt(x: float, digits: int = 2) -> str:
@@ -204,7 +210,60 @@ def render_b2(doc: dict[str, Any]) -> list[str]:
     return out
 
 
-RENDER = {"b3_exchange": render_b3, "b1_round": render_b1, "b2_memory": render_b2}
+def render_b5(doc: dict[str, Any]) -> list[str]:
+    """B5's section of the report: one row per simulation (ran, stopped at its cap, or failed)."""
+    res = doc["results"]
+    out = ["## B5 scale", "",
+           f"Command: `{doc['command']}` ({doc['mode']}, {doc['created']}). Synthetic data "
+           f"(`benchmarks.b5_scale.make_data`, seed 0): {res['rows_per_client']} rows per client, "
+           f"{res['features']} features, {res['classes']} classes (Gaussian mixture), iid partitions, "
+           f"20 % hold-out; model `{res['model']}`, torch nodes, FedAvg, "
+           f"{100 * res['fraction_train']:g} % of the nodes sampled per round. Each simulation in its "
+           "own process; round time = wall time between central evaluations (first round apart); "
+           "peak RSS = summed RSS of the simulation's process tree (driver, Ray GCS, raylet, "
+           "workers) sampled every 0.5 s. Handshake = flonnx's `Federation._handshake`, which asks "
+           "every node (not only the sampled share); site evaluation = its final evaluation of the "
+           "last version at every node (`evaluate-sites`, which the baseline does not do). Shared "
+           "2-core machine.", "",
+           "| side | clients | status | rounds done | handshake s | first round s | "
+           "median round s (rounds 2..) | site evaluation s | wall s | peak RSS MiB | processes at peak | "
+           "final accuracy |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in res["runs"]:
+        hs = (" + ".join(f"{h:.1f}" for h in r["handshake_s"])
+              or ("-" if r["side"] == "flower" else "not done"))
+        out.append(f"| {r['side']} | {r['clients']:,} | {r['status']} | {r['rounds_done']} / {r['rounds']} | "
+                   f"{hs} | {_fmt(r['first_round_s'])} | {_fmt(r['median_round_s'])} | "
+                   f"{_b5_sites(r)} | "
+                   f"{r['wall_s']:.0f} | {r['peak_rss_bytes'] / 2**20:,.0f} | {r['peak_processes']} | "
+                   f"{_fmt(r['final_accuracy'], 3)} |")
+    out += ["", "Equivalent CLI of each flonnx row: " + "; ".join(
+        f"`{r['command']}`" for r in res["runs"] if r["side"] == "flonnx") + "."]
+    out += _b5_handshake(res["runs"])
+    if res.get("notes"):
+        out += [""] + [f"- {n}" for n in res["notes"]]
+    return out + [""]
+
+
+def _b5_sites(run: dict[str, Any]) -> str:
+    if run["side"] != "flonnx":
+        return "-"
+    if "sites_s" not in run:
+        return "not timed"
+    return " + ".join(f"{x:.1f}" for x in run["sites_s"]) or "not done"
+
+
+def _b5_handshake(runs: list[dict[str, Any]]) -> list[str]:
+    """The handshake per node of flonnx (it asks every node), and its cost at 10,000 nodes."""
+    done = [r for r in runs if r["side"] == "flonnx" and r["handshake_s"]]
+    out = [f"- flonnx {r['clients']:,} clients: handshake {sum(r['handshake_s']):.1f} s = "
+           f"{1000 * sum(r['handshake_s']) / r['clients']:.0f} ms per node, about "
+           f"{sum(r['handshake_s']) / r['clients'] * 10_000 / 60:.0f} min at 10,000 nodes at that rate "
+           f"(a round, sampling {100 * r['fraction_train']:g} %, sends to "
+           f"{round(r['fraction_train'] * r['clients']):,} of them)." for r in done]
+    return [""] + out if out else []
+
+
+RENDER = {"b3_exchange": render_b3, "b1_round": render_b1, "b2_memory": render_b2, "b5_scale": render_b5}
 
 
 def render(folder: Path = RESULTS) -> str:
@@ -233,7 +292,7 @@ def render(folder: Path = RESULTS) -> str:
     lines += ["## Not measured yet", "",
               "B1's client-side share of flonnx's extra time (the wait for the nodes, above); "
               "B2's end-to-end round at N = 100; B4 storage (retention, compression); "
-              "B5 scale (1,000 clients); B6 (interpreter, `benchmarks/interpreter_speed.py`) is not "
+              "B6 (interpreter, `benchmarks/interpreter_speed.py`) is not "
               "yet folded into this report.", ""]
     return "\n".join(lines)
 
@@ -245,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="a few minutes (the default)")
     mode.add_argument("--full", action="store_true", help="more repeats and rounds")
-    parser.add_argument("--only", default="", help="comma-separated: B3,B1,B2 (default: all)")
+    parser.add_argument("--only", default="", help="comma-separated: B3,B1,B2,B5 (default: all)")
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--doc", type=Path, default=DOC)
     args = parser.parse_args(argv)

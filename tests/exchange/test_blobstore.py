@@ -158,3 +158,13 @@ def test_without_fsspec_a_blob_url_says_what_to_install(monkeypatch: pytest.Monk
     monkeypatch.setitem(sys.modules, "fsspec", None)
     with pytest.raises(RegistryError, match="blob URL memory://x needs fsspec: pip install fsspec"):
         open_blobs("memory://x")
+
+
+def test_an_fsspec_store_on_a_file_system_with_directories_makes_its_fan_out(tmp_path: Path) -> None:
+    """Unlike the memory file system, a local (or sftp, hdfs) one needs each directory to exist."""
+    store = FsspecBlobStore(f"file://{tmp_path / 'fs-blobs'}")
+    assert store.renames
+    ids = [store.put(f"blob-{i}".encode()) for i in range(20)]
+    for blob_id in ids:
+        assert (tmp_path / "fs-blobs" / blob_id[:2] / blob_id).read_bytes() == store.get(blob_id)
+    assert list((tmp_path / "fs-blobs" / ".tmp").iterdir()) == []
