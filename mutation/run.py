@@ -33,7 +33,7 @@ WORK = ROOT / "build" / "mutation"
 MODULES: dict[str, list[str]] = {
     "exchange/seeds.py": ["tests/exchange/test_seeds_and_sampling.py"],
     "server/sampling.py": ["tests/exchange/test_seeds_and_sampling.py"],
-    "exchange/hashing.py": ["tests/exchange/test_hashing.py"],
+    "exchange/hashing.py": ["tests/exchange/test_hashing.py", "tests/hostile/test_limits.py"],
     "exchange/blobstore.py": ["tests/exchange/test_blobstore.py"],
     "exchange/parity.py": ["tests/exchange/test_check.py"],
     "exchange/lineage.py": ["tests/exchange/test_lineage.py", "tests/exchange/test_run_record.py"],
