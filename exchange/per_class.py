@@ -16,9 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from flonnx.exchange.definition import Definition
-from flonnx.exchange.evaluation import evaluation_inputs
-from flonnx.exchange.ort import session
-from flonnx.exchange.task import OutputKind, Task, task_output
+from flonnx.exchange.evaluation import evaluation_outputs
+from flonnx.exchange.task import OutputKind, Task
 
 __all__ = ["ClassMetrics", "per_class_metrics", "predicted_classes"]
 
@@ -42,15 +41,12 @@ class ClassMetrics:
 def predicted_classes(definition: Definition, weights: Mapping[str, np.ndarray], x: np.ndarray,
                       task: Task | str, *, batch_size: int = 4096) -> np.ndarray:
     """The class index the version predicts for each row of ``x`` (as ``evaluate_rows`` sees them)."""
-    model, x = evaluation_inputs(definition, weights, x)
-    output = task_output(model, task)
-    sess = session(model)
-    name = sess.get_inputs()[0].name
-    raw = np.concatenate([sess.run([output.name], {name: x[i: i + batch_size]})[0]
-                          for i in range(0, len(x), batch_size)])
-    if output.kind.per_class:
+    raw, kind_name = evaluation_outputs(definition, weights, x, str(getattr(task, "value", task)),
+                                        batch_size=batch_size)
+    kind = OutputKind(kind_name)
+    if kind.per_class:
         return np.argmax(raw, axis=1).astype(np.int64)
-    threshold = 0.0 if output.kind is OutputKind.LOGIT else 0.5
+    threshold = 0.0 if kind is OutputKind.LOGIT else 0.5
     return (raw.reshape(len(x)) > threshold).astype(np.int64)
 
 
