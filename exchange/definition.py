@@ -520,9 +520,10 @@ class Definition:
         for name in sorted(set(self.specs) & set(weights)):
             spec, value = self.specs[name], np.asarray(weights[name])
             if value.dtype != spec.dtype:
-                problems.append(
-                    f"tensor {name!r}: expected dtype {spec.dtype.name}, got {value.dtype.name}"
-                )
+                # same name, other byte order: name the order, or the message contradicts itself
+                shown = ((spec.dtype.str, value.dtype.str) if spec.dtype.name == value.dtype.name
+                         else (spec.dtype.name, value.dtype.name))
+                problems.append(f"tensor {name!r}: expected dtype {shown[0]}, got {shown[1]}")
             if tuple(value.shape) != spec.shape:
                 problems.append(
                     f"tensor {name!r}: expected shape {list(spec.shape)}, got {list(value.shape)}"

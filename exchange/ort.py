@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import onnx
@@ -11,7 +14,13 @@ from flonnx.exchange.definition import Definition, check_graph
 from flonnx.exchange.metrics import task_metrics
 from flonnx.exchange.task import Task, task_output
 
-__all__ = ["classification_metrics", "evaluate_model", "probe_inputs", "run_model", "session"]
+__all__ = ["classification_metrics", "evaluate_model", "probe_inputs", "run_definition", "run_model",
+           "session", "weights_as_inputs"]
+
+#: How many definitions' sessions :func:`run_definition` keeps (least recently used dropped first).
+CACHED_SESSIONS = 4
+_sessions: OrderedDict[str, Any] = OrderedDict()
+_sessions_lock = threading.Lock()
 
 
 def session(model: onnx.ModelProto, *, threads: int = 1):  # type: ignore[no-untyped-def]
@@ -39,6 +48,52 @@ def run_model(model: onnx.ModelProto, inputs: Mapping[str, np.ndarray]) -> dict[
     sess = session(model)
     names = [o.name for o in sess.get_outputs()]
     return dict(zip(names, sess.run(names, dict(inputs)), strict=True))
+
+
+def weights_as_inputs(definition: Definition) -> onnx.ModelProto:
+    """``definition``'s graph with its weights as graph inputs instead of initializers.
+
+    One ONNX Runtime session of it serves every set of weights of that definition: a caller feeds
+    the weights with the data, instead of building a session around each set (for a 40 MB model
+    that costs more than running it on a small batch).
+    """
+    model = definition.proto
+    graph = model.graph
+    kept = [t for t in graph.initializer if t.name not in definition.specs]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    declared = {v.name for v in graph.input}
+    for name, spec in sorted(definition.specs.items()):
+        if name not in declared:
+            graph.input.append(onnx.helper.make_tensor_value_info(
+                name, onnx.helper.np_dtype_to_tensor_dtype(spec.dtype), list(spec.shape)))
+    return model
+
+
+def run_definition(
+    definition: Definition, weights: Mapping[str, np.ndarray], inputs: Mapping[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """Run ``definition`` with ``weights`` on ``inputs``; returns every graph output by name.
+
+    The same computation as :func:`run_model` of ``definition.materialize(weights)``, on one session
+    per definition (:func:`weights_as_inputs`; the last :data:`CACHED_SESSIONS` definitions are
+    kept), so a node checking each round's weights builds a session once per definition. The
+    weights are validated against the definition first (names, shapes, dtypes).
+    """
+    definition.validate(weights, source="weights")
+    with _sessions_lock:
+        sess = _sessions.get(definition.id)
+        if sess is not None:
+            _sessions.move_to_end(definition.id)
+    if sess is None:
+        sess = session(weights_as_inputs(definition))
+        with _sessions_lock:
+            _sessions[definition.id] = sess
+            while len(_sessions) > CACHED_SESSIONS:
+                _sessions.popitem(last=False)
+    feed = {**inputs, **{name: np.ascontiguousarray(value) for name, value in weights.items()}}
+    names = [o.name for o in sess.get_outputs()]
+    return dict(zip(names, sess.run(names, feed), strict=True))
 
 
 def evaluate_model(

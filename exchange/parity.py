@@ -9,7 +9,7 @@ import numpy as np
 
 from flonnx.exchange.definition import Definition
 from flonnx.exchange.errors import ParityError
-from flonnx.exchange.ort import probe_inputs, run_model
+from flonnx.exchange.ort import probe_inputs, run_definition
 
 __all__ = ["DEFAULT_ATOL", "DEFAULT_RTOL", "ParityReport", "check_parity", "compare_outputs"]
 
@@ -73,11 +73,15 @@ def check_parity(
 ) -> ParityReport:
     """Run ``run`` and ONNX Runtime on seeded probes; raise :class:`ParityError` beyond tolerance.
 
+    ONNX Runtime runs the definition with ``weights`` fed as inputs, on a session kept per
+    definition (:func:`flonnx.exchange.ort.run_definition`): a node builds one per model, not one
+    per round.
+
     ``transform_reference`` maps ONNX Runtime's outputs to what ``run`` returns when a framework
     only exposes a derived quantity (e.g. scikit-learn's probabilities instead of logits).
     """
     probes = probe_inputs(definition, seed=seed)
-    reference = run_model(definition.materialize(weights), probes)
+    reference = run_definition(definition, weights, probes)
     if transform_reference is not None:
         reference = dict(transform_reference(reference))
     report = compare_outputs(reference, run(probes), atol=atol, rtol=rtol)
