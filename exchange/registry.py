@@ -29,6 +29,14 @@ the version (table ``version_signatures``), never inside what the id hashes.
 Blobs are written (atomically) before the transaction that references them; each round's versions
 and its new head are committed in one transaction, so a crash leaves either the whole round or none
 of it, and a concurrent reader sees either the whole round or none of it.
+
+A run's retention (``[registry] retention`` of its recorded spec, :func:`retention_horizon`) may keep
+the client updates' blobs of its last K rounds only. Their rows (ids, records, the hash chain) are
+kept; :meth:`Registry.prune`, called after a round's commit, deletes the weights blobs that no
+retained row of any run references (an aggregate, a retained update, a definition or strategy
+state whose bytes are the same), computed from the database each time: a crash before or during a
+prune leaves extra blobs, which the next prune deletes. ``verify`` does not count a blob retention
+let go as missing, and still reports every blob retention keeps.
 """
 
 from __future__ import annotations
@@ -46,7 +54,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection, Engine, Table, and_, func, select, update
+from sqlalchemy import Connection, Engine, Table, and_, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -61,9 +69,10 @@ from flonnx.exchange.errors import FlonnxError, LineageError, RegistryError
 from flonnx.exchange.hashing import canonical_json, decode_weights, encode_weights, sha256_hex
 from flonnx.exchange.lineage import VersionKind, VersionRecord
 from flonnx.exchange.signing import PublicKey, Signer, SigningError
+from flonnx.exchange.spec import parse_retention
 
 __all__ = ["SITE_SOURCE", "Evaluation", "Registry", "RunInfo", "StoredVersion", "mask_url", "recorded_key",
-           "run_record_problems", "strategy_state_id"]
+           "retention_horizon", "run_record_problems", "strategy_state_id"]
 
 
 def _state_document(arrays: Mapping[str, np.ndarray],
@@ -141,6 +150,22 @@ def run_record_problems(run_id: str, scenario: str, seed: int, config: Mapping[s
         problems.append(f"run {run_id}: its name and seed ({scenario!r}, {seed}) are not its "
                         f"recorded spec's ({canonical.get('name')!r}, {canonical.get('seed')})")
     return [*problems, *([key_problem] if key_problem else [])]
+
+
+def retention_horizon(config: Mapping[str, Any], last_round: int | None) -> int:
+    """The newest round whose client updates a run's retention lets go (0: none), after ``last_round``.
+
+    ``[registry] retention = "last:K"`` in the run's recorded spec keeps the updates of rounds
+    ``last_round - K + 1 …``; ``"all"``, none recorded, or a malformed one (reported by
+    :func:`run_record_problems`) keeps every update.
+    """
+    spec = config.get("spec")
+    table = spec.get("registry") if isinstance(spec, dict) else None
+    try:
+        kept = parse_retention(table.get("retention", "all")) if isinstance(table, dict) else None
+    except ValueError:
+        kept = None
+    return 0 if kept is None or last_round is None else max(last_round - kept, 0)
 
 
 def recorded_key(config: Mapping[str, Any]) -> PublicKey | None:
@@ -311,11 +336,12 @@ class Registry:
     and a registry this process cannot write (a read-only copy or mount) opens too
     (``exchange/_database.py`` says how). A registry an older flonnx made is refused with the command
     that upgrades it, unless ``migrate=True`` (what a writer that needs an existing registry, such as
-    a resume, passes; it opens for writing).
+    a resume, passes; it opens for writing). ``compress=True`` writes new blobs compressed
+    (``exchange/blobstore.py``); blobs are read whichever way they were written.
     """
 
     def __init__(self, root: str | Path, *, create: bool = True, blobs: str | Path | None = None,
-                 migrate: bool | None = None) -> None:
+                 migrate: bool | None = None, compress: bool = False) -> None:
         self.root: Path | None
         #: opened for reading only: every write is refused
         self.read_only = not create and not migrate
@@ -353,8 +379,9 @@ class Registry:
             self._lock_dir = self.root / "locks"
             url = URL.create("sqlite", database=str(database))
             blob_location = self.root / "blobs" if blobs is None or str(blobs) == "" else blobs
-        self.blobs: BlobStore | FsspecBlobStore = open_blobs(blob_location, mask_url(str(blob_location)),
-                                                            create=not self.read_only)
+        self.blobs: BlobStore | FsspecBlobStore = open_blobs(
+            blob_location, mask_url(str(blob_location)), create=not self.read_only, compress=compress)
+        self._state_arrays: dict[str, str] = {}  # state id -> its arrays' blob id (content-addressed)
         made = _create_sqlite(url, self.location) if create and not self.read_only else []
         self._engine: Engine = open_engine(url, read_only=self.read_only)
         self._pinned = threading.local()
@@ -757,6 +784,72 @@ class Registry:
         crash_point("commit.after")
         return ids
 
+    # -- retention ------------------------------------------------------------------------------
+    def prune(self, run_id: str, *, newest: bool = False) -> list[str]:
+        """Delete the blobs of the run's client updates its retention lets go; returns their ids.
+
+        Only blobs that no retained row of any run references are deleted (see the module), so a
+        registry that verified before verifies after. ``newest``: look only at the round that has
+        just left the kept window (what a coordinator does after each round's commit), not at
+        every older round (what a resume does, to finish a prune a crash cut short).
+        """
+        if self.read_only:
+            raise RegistryError(f"the registry {self.location} was opened read-only: nothing is deleted")
+        horizons = self._horizons()
+        horizon = horizons.get(run_id, 0)
+        if horizon == 0:
+            return []
+        v, rv = schema.versions, schema.run_versions
+        rounds = v.c.round == horizon if newest else v.c.round <= horizon
+        rows = self._rows(select(v.c.weights_id).join(rv, rv.c.version_id == v.c.version_id).where(
+            rv.c.run_id == run_id, v.c.kind == VersionKind.CLIENT_UPDATE.value, rounds).distinct())
+        present = {str(r[0]) for r in rows if r[0] and self.blobs.exists(r[0])}
+        doomed = sorted(present - self._referenced(present, horizons)) if present else []
+        for blob_id in doomed:
+            self.blobs.delete(blob_id)
+        return doomed
+
+    def _horizons(self) -> dict[str, int]:
+        """Each run's :func:`retention_horizon` (runs that keep every update left out)."""
+        horizons = {info.run_id: retention_horizon(info.config, info.last_round) for info in self._run_rows()}
+        return {run: horizon for run, horizon in horizons.items() if horizon > 0}
+
+    def _referenced(self, blob_ids: set[str], horizons: Mapping[str, int]) -> set[str]:
+        """Those of ``blob_ids`` a retained row references (all of them if a state is unreadable).
+
+        A retained row: a version whose blob its runs keep, a definition, a strategy state and the
+        state's arrays.
+        """
+        v, rv, states = schema.versions, schema.run_versions, schema.strategy_states
+        rows = self._rows(
+            select(rv.c.run_id, v.c.kind, v.c.round, v.c.weights_id, v.c.definition_id)
+            .select_from(v.outerjoin(rv, rv.c.version_id == v.c.version_id))
+            .where(or_(v.c.weights_id.in_(blob_ids), v.c.definition_id.in_(blob_ids))))
+        referenced = set()
+        for run, kind, rnd, weights, definition in rows:
+            referenced.add(definition)
+            if kind != VersionKind.CLIENT_UPDATE.value or run is None or rnd > horizons.get(run, 0):
+                referenced.add(weights)
+        for (state_id,) in self._rows(select(states.c.state_id).distinct()):
+            if state_id not in self._state_arrays:
+                try:
+                    self._state_arrays[state_id] = str(json.loads(self.blobs.get(state_id))["arrays_id"])
+                except (FlonnxError, ValueError, KeyError, TypeError):
+                    return blob_ids  # damaged (verify says so): delete nothing
+            referenced |= {state_id, self._state_arrays[state_id]}
+        return referenced & blob_ids
+
+    def _let_go(self, horizons: Mapping[str, int]) -> set[str]:
+        """Client updates whose blobs every run that recorded them lets go (a missing one is no loss)."""
+        v, rv = schema.versions, schema.run_versions
+        let_go: set[str] = set()
+        kept: set[str] = set()
+        for run, version_id, rnd in self._rows(
+                select(rv.c.run_id, v.c.version_id, v.c.round).join(v, v.c.version_id == rv.c.version_id)
+                .where(v.c.kind == VersionKind.CLIENT_UPDATE.value)):
+            (let_go if rnd <= horizons.get(run, 0) else kept).add(version_id)
+        return let_go - kept
+
     def versions(self, run_id: str) -> list[StoredVersion]:
         """Every version a run recorded, in recording order."""
         v, rv = schema.versions, schema.run_versions
@@ -964,6 +1057,7 @@ class Registry:
         all_ids = {r[0] for r in self._rows(select(v.c.version_id))}
         definitions: dict[str, Definition | None] = {}
         weights_ok: dict[str, str | None] = {}
+        let_go = self._let_go(self._horizons())
         for version_id, kind, rnd, definition_id, weights_id, record_json in rows:
             label = f"version {version_id[:12]} ({kind}, round {rnd})"
             checked += 1
@@ -993,6 +1087,8 @@ class Registry:
                 if record.kind is not VersionKind.REJECTED:
                     problems.append(f"{label}: has no weights")
                 continue
+            if version_id in let_go and not self.blobs.exists(weights_id):
+                continue  # pruned: its run's retention keeps the row, not the blob
             if weights_id not in weights_ok:
                 checked += 1
                 weights_ok[weights_id] = self._check_weights(weights_id, definition)

@@ -45,6 +45,7 @@ __all__ = [
     "file_sha256",
     "load_spec",
     "parse_frameworks",
+    "parse_retention",
     "parse_spec",
     "spec_from_json",
     "spec_from_run_config",
@@ -147,6 +148,8 @@ class FederationSpec:
     byzantine: ByzantineSpec | None = None  # tests: a seeded share of malicious clients
     evaluate_sites: bool = True  # after training, each node evaluates the final model on its rows
     local_baseline: bool = False  # simulation: also train each client alone, for comparison
+    retention: str = "all"  # [registry]: "all" updates kept, or "last:K" (see parse_retention)
+    compress: bool = False  # [registry]: blobs written compressed (ids unchanged)
     source_path: str = field(default="", compare=False)  # the file it came from, for messages
 
     # -- views ----------------------------------------------------------------------------------
@@ -206,6 +209,8 @@ class FederationSpec:
             out["byzantine"] = self.byzantine.to_toml_dict()
         out["evaluate-sites"] = self.evaluate_sites
         out["local-baseline"] = self.local_baseline
+        if (self.retention, self.compress) != ("all", False):  # absent by default: older ids kept
+            out["registry"] = {"retention": self.retention, "compress": self.compress}
         if self.data is not None:
             data: dict[str, Any] = {
                 "source": self.data.source, "label": self.data.label,
@@ -270,7 +275,7 @@ def _merge(raw: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, An
         if value is None:
             continue
         table, dot, sub = key.partition(".")
-        if dot and table in ("data", "train"):
+        if dot and table in ("data", "train", "registry"):
             current = out.get(table)
             if not isinstance(current, Mapping):
                 current = {} if current is None else {"source": current}
@@ -285,7 +290,7 @@ _TOP_KEYS = {
     "name", "description", "model", "task", "data", "evaluate", "clients", "frameworks",
     "fraction-train", "min-train-nodes", "rounds", "seed", "strategy", "strategy-config", "train",
     "standardize", "dropout", "input-shape", "faults", "evaluate-sites", "local-baseline",
-    "byzantine",
+    "byzantine", "registry",
 }
 #: Attacks of malicious clients (``[byzantine]``; each is also a fault a node can be told to inject).
 BYZANTINE_ATTACKS = ("sign-flip", "scaled", "noise", "label-flip", "copy")
@@ -295,6 +300,7 @@ FAULTS = ("raise", "nan", "inf", "hang", "kill", "garbage", "truncated", "nan-me
           "lineage-oversized", "lineage-malformed", "wrong-shape", "wrong-name", "wrong-dtype",
           "stale-base", "replay", *BYZANTINE_ATTACKS)
 _BYZANTINE_KEYS = {"share", "attack", "seed", "scale", "sigma"}
+_REGISTRY_KEYS = {"retention", "compress"}
 _DATA_KEYS = {"source", "label", "features", "categorical", "classes", "missing", "min-rows",
               "partition", "seed", "sensitive"}
 
@@ -518,6 +524,7 @@ def parse_spec(raw: Mapping[str, Any], *, source: str = "spec", base_dir: Path |
         raise top.fail("faults", f"expected a table of partition id = one of {', '.join(FAULTS)}, "
                        f"got {faults!r}")
     byzantine = _parse_byzantine(raw["byzantine"], where) if "byzantine" in raw else None
+    retention, compress = _parse_registry(raw.get("registry", {}), where)
     name = top.text("name", Path(source).stem if source.endswith(".toml") else "custom")
     return FederationSpec(
         name=name, model=model, task=task, description=str(raw.get("description", "")),
@@ -533,7 +540,39 @@ def parse_spec(raw: Mapping[str, Any], *, source: str = "spec", base_dir: Path |
         faults=tuple(sorted((int(k), str(v)) for k, v in faults.items())), byzantine=byzantine,
         evaluate_sites=top.flag("evaluate-sites", True),
         local_baseline=top.flag("local-baseline", False),
+        retention=retention, compress=compress,
     )
+
+
+def parse_retention(text: str) -> int | None:
+    """``"all"`` -> ``None``; ``"last:K"`` -> ``K``, the rounds whose client updates keep their blobs.
+
+    Raises:
+        ValueError: anything else, naming the allowed forms.
+    """
+    kind, colon, count = str(text).strip().partition(":")
+    if kind == "all" and not colon:
+        return None
+    if kind == "last" and count.isdigit():
+        return int(count)
+    raise ValueError(f"{text!r} is not 'all' or 'last:K' (K a whole number: keep the updates of "
+                     "the last K rounds)")
+
+
+def _parse_registry(raw: Any, where: str) -> tuple[str, bool]:
+    """The ``[registry]`` table: (retention, compress)."""
+    if not isinstance(raw, Mapping):
+        raise SpecError(f"{where}: key 'registry': expected a table (retention, compress), got {raw!r}")
+    unknown = sorted(set(raw) - _REGISTRY_KEYS)
+    if unknown:
+        raise SpecError(f"{where}: unknown key(s) {', '.join('registry.' + k for k in unknown)}; "
+                        f"known: {', '.join(sorted(_REGISTRY_KEYS))}")
+    reader = _Reader(raw, where, "registry.")
+    try:
+        kept = parse_retention(raw.get("retention", "all"))
+    except ValueError as exc:
+        raise reader.fail("retention", str(exc)) from None
+    return "all" if kept is None else f"last:{kept}", reader.flag("compress", False)
 
 
 def _parse_byzantine(raw: Any, where: str) -> ByzantineSpec:

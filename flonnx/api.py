@@ -31,7 +31,8 @@ _TABLES = {"data": "data.source", "label": "data.label", "features": "data.featu
            "partition": "data.partition", "categorical": "data.categorical",
            "classes": "data.classes", "missing": "data.missing", "min_rows": "data.min-rows",
            "local_epochs": "train.local-epochs", "batch_size": "train.batch-size",
-           "learning_rate": "train.learning-rate"}
+           "learning_rate": "train.learning-rate", "retention": "registry.retention",
+           "compress": "registry.compress"}
 
 
 def _keys(overrides: dict[str, Any]) -> dict[str, Any]:

@@ -146,6 +146,12 @@ def simulate(
     standardize: Annotated[bool | None, Opt(
         "--standardize/--no-standardize", help="Federated feature standardisation (spec default).")
     ] = None,
+    retention: Annotated[str | None, Opt(
+        help="Which client updates keep their blobs: all, or last:K (the last K rounds); spec's "
+             "[registry] retention.")] = None,
+    compress: Annotated[bool | None, Opt(
+        "--compress/--no-compress", help="Store blobs compressed (ids unchanged); spec's [registry] "
+                                         "compress.")] = None,
     verbose: Annotated[bool, Opt(help="Show Flower's and Ray's logs.")] = False,
     report: Annotated[Path | None, Opt(
         "--report", help="Write the HTML report of the run(s) here at the end (as flonnx report).")] = None,
@@ -171,15 +177,18 @@ def simulate(
         "data.source": data, "data.label": label, "model": model, "task": task, "clients": clients,
         "frameworks": frameworks, "data.partition": partition, "fraction-train": fraction_train,
         "rounds": rounds, "seed": seed, "min-train-nodes": min_train_nodes,
-        "standardize": standardize,
+        "standardize": standardize, "registry.retention": retention, "registry.compress": compress,
         "strategy": " ".join(strategy) if strategy else None,
         "strategy-config": " ".join(strategy_config) if strategy_config else None,
     }
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if spec is None and model is not None:
-        fed = parse_spec({k: v for k, v in overrides.items() if not k.startswith("data.")} | (
-            {"data": {k[5:]: v for k, v in overrides.items() if k.startswith("data.")}}
-            if data else {}), source="command line")
+        tables = {table: {k.partition(".")[2]: v for k, v in overrides.items() if k.startswith(f"{table}.")}
+                  for table in ("data", "registry")}
+        fed = parse_spec({k: v for k, v in overrides.items() if "." not in k}
+                         | ({"data": tables["data"]} if data else {})
+                         | ({"registry": tables["registry"]} if tables["registry"] else {}),
+                         source="command line")
     else:
         fed = load_spec(spec or "digits-mixed", overrides)
     from flonnx.server.app import run_plan
@@ -507,23 +516,34 @@ def lineage_replay(
     registry: RegistryOpt = "runs",
     blobs: BlobsOpt = None,
 ) -> None:
-    """Re-aggregate every round from the recorded updates; exit 1 naming the first round that differs."""
+    """Re-aggregate every round from the recorded updates; exit 1 naming the first round that differs.
+
+    Rounds whose updates the run's retention let go of are listed as not replayed.
+    """
     from flonnx.server.replay import replay_run
 
     reg = _open(registry, blobs)
     run_id = reg.resolve_run(run)
     report = replay_run(reg, run_id)
     for item in report.rounds:
+        if item.pruned:
+            console.print(f"round {item.round}: [yellow]{literal(item.problem)}[/]", soft_wrap=True)
+            continue
         mark = "[green]ok[/]" if item.ok else "[red]MISMATCH[/]"
         console.print(f"round {item.round}: {mark} weights {literal(item.weights_id[:12])}"
                       + ("" if item.ok else f" ({literal(item.problem)})"), soft_wrap=True)
     if not report.ok:
-        bad = next(r for r in report.rounds if not r.ok)
+        bad = next(r for r in report.rounds if not r.ok and not r.pruned)
         err.print(f"[red]replay of run {literal(run_id)} differs at round {bad.round}[/]: "
                   f"{literal(bad.problem)}", soft_wrap=True)
         raise typer.Exit(1)
-    console.print(f"[green]ok[/]: {len(report.rounds)} round(s) of run {literal(run_id)} re-aggregate "
+    replayed = len(report.rounds) - len(report.pruned)
+    console.print(f"[green]ok[/]: {replayed} round(s) of run {literal(run_id)} re-aggregate "
                   f"bit for bit with {literal(report.strategy)}", soft_wrap=True)
+    if report.pruned:
+        rounds = ", ".join(map(str, report.pruned))
+        console.print(f"[yellow]not replayed[/]: round(s) {rounds}, whose client updates the run's "
+                      "retention let go of", soft_wrap=True)
 
 
 @app.command("export")

@@ -7,7 +7,8 @@ reply as it arrives (the reporter's ``progress``) and fold a valid one into the 
 aggregation at once, so no reply is held (:mod:`flonnx.server.aggregation`: the result does not
 depend on the arrival order, and everything recorded is in client-key order); evaluate the new
 global version with ONNX Runtime on the server's test split; record the updates, the rejections,
-the aggregate and the strategy's state in the registry in one transaction.
+the aggregate and the strategy's state in the registry in one transaction; then let go of the blobs
+of updates the run's retention no longer keeps (:meth:`Registry.prune`).
 
 A round with fewer than ``min-train-nodes`` valid updates is not committed: the run is marked
 ``failed`` and :meth:`Federation.run` with ``Settings.resume`` continues it from its last committed
@@ -113,7 +114,8 @@ class Federation:
         self.settings = settings
         self.spec = settings.spec
         self.reporter = reporter or ConsoleReporter()
-        self.registry = Registry(settings.registry, blobs=settings.blobs or None)
+        self.registry = Registry(settings.registry, blobs=settings.blobs or None,
+                                 compress=self.spec.compress)
         #: signs every version at commit (docs/lineage.md#signed-lineage); read before the run starts
         self.signer = load_signer(settings.signing_key) if settings.signing_key else None
         self.built = build_strategy(settings.strategy, settings.strategy_config,
@@ -228,6 +230,7 @@ class Federation:
         self.on_run_created(run_id)
         stored = self.registry.run(run_id).config
         self.registry.check_intact(run_id)  # the rest of the run too, not only what resume reads
+        self.registry.prune(run_id)  # what a crash after a commit left of the run's retention
         self._check_signing_key(run_id, stored)
         before = Settings.from_json(stored)
         changed = {key: [old, new] for key, old, new in (
@@ -682,6 +685,7 @@ class Federation:
         self.stop.check()  # a round the signal came during is not committed, however far it got
         self.registry.commit(run_id, [*records, aggregate], head_round=rnd, head=aggregate.version_id,
                              state_id=self._save_state(), signer=self.signer)
+        self.registry.prune(run_id, newest=True)  # once committed: the round's row references stand
         summary = RoundSummary(
             round=rnd, total_rounds=self.settings.rounds, sampled=sampled,
             frameworks=[u.framework for u in updates], rejected=rejected, metrics=metrics,

@@ -11,6 +11,11 @@ replays the held way (``float-v0``). A streamed round loads, folds and drops one
 A strategy that cannot be built at all (a custom
 ``module:Class`` that is not importable here, see docs/strategies.md) is one error before any round,
 not a mismatch of every round.
+
+A run whose retention (``[registry] retention = "last:K"``) let go of the blobs of its older rounds'
+client updates cannot re-aggregate those rounds: each is reported ``pruned`` (not replayed, and no
+mismatch), by name; the rounds whose updates are kept are replayed as any other. A blob that
+retention keeps and that is missing is a failure of its round, as ever.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from typing import Any
 from flonnx.exchange.errors import FlonnxError, LineageError
 from flonnx.exchange.hashing import weights_id
 from flonnx.exchange.lineage import VersionKind
-from flonnx.exchange.registry import Registry, strategy_state_id
+from flonnx.exchange.registry import Registry, retention_horizon, strategy_state_id
 from flonnx.server.aggregation import AggregationInput, RoundAggregation, configure_round
 from flonnx.server.settings import Settings
 from flonnx.server.strategies import DP_CLIPPING_MODE, build_strategy, recorded_aggregator
@@ -38,6 +43,7 @@ class RoundReplay:
     ok: bool
     weights_id: str  # what replay produced ("" if it could not aggregate)
     problem: str = ""
+    pruned: bool = False  # not replayed: retention let go of its updates' blobs (``problem`` says so)
 
 
 @dataclass
@@ -50,8 +56,13 @@ class ReplayReport:
 
     @property
     def ok(self) -> bool:
-        """Whether every round re-aggregated to its recorded weights and state."""
-        return all(r.ok for r in self.rounds)
+        """Whether every round replayed re-aggregated to its recorded weights and state."""
+        return all(r.ok or r.pruned for r in self.rounds)
+
+    @property
+    def pruned(self) -> list[int]:
+        """The rounds not replayed because the run's retention let go of their updates."""
+        return [r.round for r in self.rounds if r.pruned]
 
 
 def replay_run(registry: Registry, run_id: str) -> ReplayReport:
@@ -60,7 +71,8 @@ def replay_run(registry: Registry, run_id: str) -> ReplayReport:
     Raises:
         FlonnxError: the run's strategy cannot be built here (e.g. ``cannot import strategy X``).
     """
-    settings = Settings.from_json(registry.run(run_id).config)
+    config = registry.run(run_id).config
+    settings = Settings.from_json(config)
     build_strategy(settings.strategy, settings.strategy_config, settings.strategy_defaults())
     heads = registry.heads(run_id)
     if 0 not in heads:
@@ -70,11 +82,21 @@ def replay_run(registry: Registry, run_id: str) -> ReplayReport:
     for version in registry.versions(run_id):
         if version.record.kind in (VersionKind.CLIENT_UPDATE, VersionKind.REJECTED):
             sampled[version.record.round] = sampled.get(version.record.round, 0) + 1
+    horizon = retention_horizon(config, max(heads))
     for rnd in sorted(r for r in heads if r > 0):
+        pruned = rnd <= horizon and _pruned(registry, heads[rnd])
         report.rounds.append(
-            _replay_round(registry, run_id, settings, heads, rnd, sampled.get(rnd, 0))
+            RoundReplay(rnd, False, "", f"not replayed: retention {settings.spec.retention} let go of "
+                        "its client updates", pruned=True) if pruned
+            else _replay_round(registry, run_id, settings, heads, rnd, sampled.get(rnd, 0))
         )
     return report
+
+
+def _pruned(registry: Registry, aggregate_id: str) -> bool:
+    """Whether a blob of an update the aggregate ``aggregate_id`` was made of is gone."""
+    return any(not registry.blobs.exists(registry.record(parent).weights_id)
+               for parent in registry.record(aggregate_id).parents)
 
 
 def _replay_round(
