@@ -57,7 +57,8 @@ lint: setup
 		--cache-dir $(CURDIR)/.mypy_cache -p flonnx
 
 # Benchmarks (issue #10; not part of `make test`): JSON in benchmarks/results/, report in
-# docs/benchmarks.md. bench-quick takes a few minutes (two Ray start-ups); bench repeats more.
+# docs/benchmarks.md. bench-quick: fewer rounds and repeats (Ray starts for B1, B2's end-to-end
+# round and B5; B1-INPROCESS, B3, B4 and B6 run without it); bench repeats more.
 bench-quick: setup
 	$(PY) -m benchmarks run --quick
 

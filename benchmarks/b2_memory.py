@@ -19,6 +19,9 @@ cross-check. Time is the aggregation work only (folding + result for the streame
 seconds and as CPU seconds of the process (steadier on a shared machine). A held case
 whose updates alone would exceed the memory budget (a share of ``MemAvailable``) is not run and
 is reported with the memory it would need: that is the point of streaming.
+
+The same comparison in real rounds (Flower's Simulation Engine, N = 100, the server process's RSS)
+is :mod:`benchmarks.b2_round`; ``python -m benchmarks run --only B2`` runs both.
 """
 
 from __future__ import annotations

@@ -136,7 +136,7 @@ def _child_flower(data: str, clients: int, fraction: float, rounds: int) -> dict
                           min_available_nodes=clients)
             super().__init__(**kwargs)
 
-    strategies.FedAvg = Sampled  # type: ignore[misc]  # benchmark-only, in this child process
+    strategies.FedAvg = Sampled  # type: ignore[misc,assignment]  # benchmark-only, in this child process
     offline_environment()
     spec = _spec(data, clients, fraction, rounds)
     probe = Probe()

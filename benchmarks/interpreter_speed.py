@@ -6,7 +6,9 @@ One step = forward + backward + Adam update, batch 32, digits-sized inputs:
 The interpreter runs the ONNX export of the same module (dynamo exporter, ``optimize=False``) in
 training mode, so BatchNorm uses batch statistics and its running stats are carried as state.
 
-Run: ``python benchmarks/interpreter_speed.py [--steps 300] [--repeats 5]``
+B6 of the suite: ``python -m benchmarks run --quick --only B6`` (:func:`run`, JSON in
+``benchmarks/results/b6_interpreter.json``, a section of ``docs/benchmarks.md``). Standalone, it
+prints the table: ``python benchmarks/interpreter_speed.py [--steps 300] [--repeats 7]``.
 This is a measurement, not a test; the target is torch interpreter <= 1.25x native.
 """
 
@@ -30,6 +32,11 @@ from torch import nn
 from flonnx.exchange.interpreter import Program
 
 BATCH = 32
+TARGET = 1.25  # torch interpreter step time <= 1.25x native
+DESCRIPTIONS = {
+    "mlp": "MLP 64-32-10, ReLU",
+    "cnn": "Conv3x3(1->8) + BatchNorm + ReLU + MaxPool2 + Flatten + Linear(128->10), 1x8x8 input",
+}
 
 
 def make_models() -> dict[str, tuple[nn.Module, tuple[int, ...]]]:
@@ -52,34 +59,43 @@ def export(module: nn.Module, shape: tuple[int, ...]) -> Any:
     x = torch.zeros((BATCH, *shape))
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
-        return torch.onnx.export(
+        program = torch.onnx.export(
             module.eval(),
             (x,),
             dynamo=True,
             optimize=False,
             dynamic_shapes=({0: torch.export.Dim("batch", min=2)},),
-        ).model_proto
+        )
+    assert program is not None  # dynamo=True always returns the program
+    return program.model_proto
 
 
 def time_steps(
-    runners: dict[str, tuple[Callable[[], None], Callable[[], None]]], steps: int, repeats: int
+    runners: dict[str, tuple[Callable[[], None], Callable[[], None]]], steps: int, repeats: int,
+    cpu: dict[str, float] | None = None,
 ) -> dict[str, float]:
-    """Median over ``repeats`` of the mean time per step (microseconds), per runner.
+    """Median over ``repeats`` of the mean wall time per step (microseconds), per runner.
 
     The runners take turns within each repeat, so a change in machine load hits all of them.
+    ``cpu``, if given, receives the same medians of the process's CPU time per step (all its
+    threads), which other jobs on a shared machine inflate less than wall time.
     """
     for step, sync in runners.values():
         for _ in range(20):
             step()
         sync()
     results: dict[str, list[float]] = {name: [] for name in runners}
+    cpu_results: dict[str, list[float]] = {name: [] for name in runners}
     for _ in range(repeats):
         for name, (step, sync) in runners.items():
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             for _ in range(steps):
                 step()
             sync()
             results[name].append((time.perf_counter() - start) / steps * 1e6)
+            cpu_results[name].append((time.process_time() - start_cpu) / steps * 1e6)
+    if cpu is not None:
+        cpu.update({name: statistics.median(times) for name, times in cpu_results.items()})
     return {name: statistics.median(times) for name, times in results.items()}
 
 
@@ -162,39 +178,94 @@ def jax_step(
     return step, lambda: jax.block_until_ready(carry[0])
 
 
-def main() -> None:
+def _has_jax() -> bool:
+    return importlib.util.find_spec("jax") is not None and importlib.util.find_spec("optax") is not None
+
+
+def measure(module: nn.Module, shape: tuple[int, ...], steps: int, repeats: int,
+            cpu: dict[str, float] | None = None) -> dict[str, float]:
+    """Microseconds per step of each runner (native, interp, and jax if installed) for one module."""
+    rng = np.random.default_rng(0)
+    x_np = rng.standard_normal((BATCH, *shape)).astype(np.float32)
+    y_np = rng.integers(0, 10, BATCH).astype(np.int64)
+    x, y = torch.from_numpy(x_np), torch.from_numpy(y_np)
+    model = export(module, shape)
+
+    def no_sync() -> None:  # torch CPU ops are synchronous
+        return None
+
+    runners = {
+        "native": (native_step(copy.deepcopy(module), x, y), no_sync),
+        "interp": (interpreter_step(copy.deepcopy(module), model, x, y), no_sync),
+    }
+    if _has_jax():
+        runners["jax"] = jax_step(module, model, x_np, y_np.astype(np.int32))
+    return time_steps(runners, steps, repeats, cpu)
+
+
+def run(quick: bool, steps: int | None = None, repeats: int | None = None, threads: int = 1
+        ) -> dict[str, Any]:
+    """B6: milliseconds per training step of each model and runner, and the ratios to native torch.
+
+    ``quick``: 100 steps x 5 repeats per runner (the export and JAX's compilation dominate);
+    otherwise 300 x 7. Wall and CPU milliseconds per step. Torch runs with ``threads`` intra-op
+    threads (restored afterwards).
+    """
+    from importlib import metadata
+
+    steps = steps or (100 if quick else 300)
+    repeats = repeats or (5 if quick else 7)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    rows = []
+    try:
+        for name, (module, shape) in make_models().items():
+            cpu: dict[str, float] = {}
+            t = measure(module, shape, steps, repeats, cpu)
+            native = t["native"] / 1e3
+            row: dict[str, Any] = {
+                "model": name, "description": DESCRIPTIONS[name],
+                "parameters": sum(p.numel() for p in module.parameters()),
+                "native_ms": native, "torch_interpreter_ms": t["interp"] / 1e3,
+                "torch_ratio": t["interp"] / t["native"],
+                "jax_jit_interpreter_ms": t["jax"] / 1e3 if "jax" in t else None,
+                "jax_ratio": t["jax"] / t["native"] if "jax" in t else None,
+                "cpu_ms": {k: v / 1e3 for k, v in cpu.items()},
+                "torch_cpu_ratio": cpu["interp"] / cpu["native"],
+            }
+            rows.append(row)
+            print(f"  B6 {name}: native {native:.3f} ms, torch interpreter "
+                  f"{row['torch_interpreter_ms']:.3f} ms ({row['torch_ratio']:.2f}x)", flush=True)
+    finally:
+        torch.set_num_threads(previous)
+    versions = {}
+    for package in ("torch", "jax", "optax"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = "not installed"
+    return {"batch": BATCH, "steps": steps, "repeats": repeats, "threads": threads,
+            "target_ratio": TARGET, "versions": versions, "models": rows}
+
+
+def main(argv: list[str] | None = None) -> None:
     """Print one row per model: microseconds per step and the ratio to native torch."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument(
         "--threads", type=int, default=1, help="torch intra-op threads (1: tiny ops, no spinning)"
     )
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    has_jax = importlib.util.find_spec("jax") is not None and importlib.util.find_spec("optax") is not None
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, batch {BATCH}")
+    args = parser.parse_args(argv)
+    print(f"torch {torch.__version__}, threads {args.threads}, batch {BATCH}")
+    result = run(False, args.steps, args.repeats, args.threads)
     print(f"{'model':6} {'native torch':>14} {'torch interp':>14} {'ratio':>6} {'jax jit interp':>15}")
-    for name, (module, shape) in make_models().items():
-        rng = np.random.default_rng(0)
-        x_np = rng.standard_normal((BATCH, *shape)).astype(np.float32)
-        y_np = rng.integers(0, 10, BATCH).astype(np.int64)
-        x, y = torch.from_numpy(x_np), torch.from_numpy(y_np)
-        model = export(module, shape)
-
-        def no_sync() -> None:  # torch CPU ops are synchronous
-            return None
-
-        runners = {
-            "native": (native_step(copy.deepcopy(module), x, y), no_sync),
-            "interp": (interpreter_step(copy.deepcopy(module), model, x, y), no_sync),
-        }
-        if has_jax:
-            runners["jax"] = jax_step(module, model, x_np, y_np.astype(np.int32))
-        t = time_steps(runners, args.steps, args.repeats)
-        jax_cell = f"{t['jax']:12.1f} us" if has_jax else "n/a"
-        ratio = t["interp"] / t["native"]
-        print(f"{name:6} {t['native']:11.1f} us {t['interp']:11.1f} us {ratio:6.2f} {jax_cell:>15}")
+    for row in result["models"]:
+        jax = row["jax_jit_interpreter_ms"]
+        jax_cell = f"{1e3 * jax:12.1f} us" if jax is not None else "n/a"
+        native, interp = 1e3 * row["native_ms"], 1e3 * row["torch_interpreter_ms"]
+        ratio = row["torch_ratio"]
+        print(f"{row['model']:6} {native:11.1f} us {interp:11.1f} us {ratio:6.2f} {jax_cell:>15}")
 
 
 if __name__ == "__main__":

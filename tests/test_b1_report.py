@@ -42,3 +42,48 @@ def test_timers_count_each_call_in_the_round_it_started_in() -> None:
     per_round = timers.per_round([0.0, 1.0, 2.0, 3.0])  # rounds 2.. start at the second mark
 
     assert per_round == {"hash": 0.75, "write": 0.0}
+
+
+def test_in_process_rounds_are_cpu_seconds_between_marks_and_calls_count_where_they_start() -> None:
+    from benchmarks.b1_inprocess import CpuTimers, _per_round
+
+    timers = CpuTimers()
+    timers.calls = [("node", 1.5, 0.25), ("node", 2.5, 0.5), ("node", 2.7, 0.125), ("node", 0.5, 9.0)]
+    # (wall, cpu) marks: round 1 from 0.0 to 1.0 (skipped: it pays imports), then two rounds
+    marks = [(0.0, 10.0), (1.0, 11.0), (2.0, 11.75), (3.0, 12.5)]
+
+    rounds = _per_round(timers, marks)
+
+    assert rounds == [{"round": 0.75, "node": 0.25}, {"round": 0.75, "node": 0.625}]
+
+
+def test_the_in_process_section_splits_the_round_and_names_a_failure() -> None:
+    from benchmarks.b1_inprocess import render
+
+    ours = {"round": 1.2, "node": 1.0, "coordinator": 0.2, "node: training epochs": 0.8,
+            "node: parity check": 0.05, "coordinator: evaluation": 0.1, "check replies": 0.02,
+            "registry: commit": 0.03, "registry: put_weights": 0.01}
+    theirs = {"round": 1.0, "node": 0.9, "coordinator": 0.1}
+    doc = {"command": "pytest", "mode": "quick", "created": "now", "results": {"clients": 6, "models": [
+        {"model": "digits-mlp", "flonnx": ours, "flower": theirs, "ratio": 1.2,
+         "extra_s": {"node": 0.1, "coordinator": 0.1}},
+        {"model": "digits-cnn", "error": "RuntimeError: x"}]}}
+
+    text = "\n".join(render(doc))
+
+    assert ("| digits-mlp | flonnx | 1.200 | 1.000 | 0.800 | 0.050 | 0.200 | 0.100 | 0.020 | 0.040 "
+            "| 1.20x |") in text
+    assert "| digits-mlp | flower | 1.000 | 0.900 | | | 0.100 |" in text
+    assert "| digits-cnn | error: RuntimeError: x |" in text
+    assert "digits-mlp: nodes +0.100, coordinator +0.100" in text
+
+
+def test_the_benchmark_doc_has_a_section_for_every_result_file() -> None:
+    from benchmarks.common import RESULTS
+    from benchmarks.run import NAMES, RENDER, render
+
+    assert set(NAMES.values()) == set(RENDER)  # every benchmark the runner writes is rendered
+    text = render(RESULTS)
+    for heading in ("## B1 round overhead", "### B1 without Ray", "## B2 server memory", "## B3 exchange",
+                    "## B4 storage", "## B5 scale", "## B6 interpreter"):
+        assert heading in text
