@@ -3,7 +3,8 @@
 Usage (from the repository root)::
 
     PYTHONPATH=. python -m benchmarks.byzantine [--rounds 5] [--clients 20] [--share 0.2]
-        [--datasets digits,breast-cancer] [--quick] [--out benchmarks/results/byzantine]
+        [--datasets digits,breast-cancer] [--attacks A,B] [--strategies S,T] [--all]
+        [--out benchmarks/results/byzantine]
 
 Every run is an in-process federation on a :class:`tests.server.local_grid.LocalGrid` (no Ray:
 48 runs of 20 clients would spend most of their time starting the engine), scikit-learn trainers,
@@ -89,12 +90,15 @@ def run_one(dataset: str, strategy: str, attack: str | None, *, clients: int, ro
             "strategy_config": raw["strategy-config"]}
 
 
-def plan(datasets: list[str], run_all: bool, only: list[str] | None = None
-         ) -> list[tuple[str, str, str | None]]:
-    """(dataset, strategy, attack) of every run (``only``: just these attacks, everywhere)."""
+def plan(datasets: list[str], run_all: bool, only: list[str] | None = None,
+         strategies: list[str] | None = None) -> list[tuple[str, str, str | None]]:
+    """(dataset, strategy, attack) of every run.
+
+    ``only``: just these attacks, everywhere; ``strategies``: just these strategies.
+    """
     runs: list[tuple[str, str, str | None]] = []
     for dataset in datasets:
-        for strategy in STRATEGIES:
+        for strategy in strategies or STRATEGIES:
             attacks: list[str | None] = [None, *EVERYWHERE]
             if run_all or strategy in SOME_STRATEGIES:
                 attacks += SOME
@@ -129,6 +133,7 @@ def main() -> None:
     parser.add_argument("--datasets", default="digits,breast-cancer")
     parser.add_argument("--all", action="store_true", help="every attack against every strategy")
     parser.add_argument("--attacks", help="comma-separated: only these attacks (no clean run)")
+    parser.add_argument("--strategies", help=f"comma-separated: only these of {', '.join(STRATEGIES)}")
     parser.add_argument("--scale", type=float, help="the [byzantine] scale (sign-flip 1, scaled 10)")
     parser.add_argument("--out", default="benchmarks/results/byzantine")
     args = parser.parse_args()
@@ -138,7 +143,12 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="flonnx-byzantine-") as tmp:
         only = args.attacks.split(",") if args.attacks else None
-        for i, (dataset, strategy, attack) in enumerate(plan(args.datasets.split(","), args.all, only)):
+        strategies = args.strategies.split(",") if args.strategies else None
+        unknown = sorted(set(strategies or ()) - set(STRATEGIES))
+        if unknown:
+            parser.error(f"unknown strategies {unknown}; choose from {', '.join(STRATEGIES)}")
+        runs = plan(args.datasets.split(","), args.all, only, strategies)
+        for i, (dataset, strategy, attack) in enumerate(runs):
             row = run_one(dataset, strategy, attack, clients=args.clients, rounds=args.rounds,
                           share=args.share, registry=Path(tmp) / f"r{i}", scale=args.scale)
             rows.append(row)
