@@ -518,7 +518,8 @@ def lineage_replay(
 ) -> None:
     """Re-aggregate every round from the recorded updates; exit 1 naming the first round that differs.
 
-    Rounds whose updates the run's retention let go of are listed as not replayed.
+    Rounds whose updates the run's retention let go of are listed as not replayed; exit 1 if that
+    is every round.
     """
     from flonnx.server.replay import replay_run
 
@@ -538,6 +539,10 @@ def lineage_replay(
                   f"{literal(bad.problem)}", soft_wrap=True)
         raise typer.Exit(1)
     replayed = len(report.rounds) - len(report.pruned)
+    if replayed == 0 and report.pruned:  # a check that checked nothing must not pass
+        err.print(f"[red]nothing replayed[/]: the retention of run {literal(run_id)} let go of the "
+                  "client updates of every round", soft_wrap=True)
+        raise typer.Exit(1)
     console.print(f"[green]ok[/]: {replayed} round(s) of run {literal(run_id)} re-aggregate "
                   f"bit for bit with {literal(report.strategy)}", soft_wrap=True)
     if report.pruned:

@@ -169,6 +169,17 @@ def test_replay_replays_the_kept_rounds_and_names_the_pruned_ones(
     assert "not replayed" in result.output and "round(s) 1, 2" in result.output
 
 
+def test_replay_of_a_run_that_kept_no_update_fails_rather_than_passing_on_nothing(tmp_path: Path) -> None:
+    registry = tmp_path / "registry"
+    run_id = run_federation(registry, "last:0")
+
+    result = CliRunner().invoke(app, ["lineage", "replay", run_id, "--registry", str(registry)])
+
+    assert result.exit_code == 1, result.output
+    assert "nothing replayed" in result.output and "every round" in result.output
+    assert _verify(registry)[0] == 0  # what retention let go of is not damage
+
+
 def test_a_kill_between_commit_and_prune_leaves_extra_blobs_that_the_resume_prunes(
     runs: dict[str, tuple[Path, str]], tmp_path: Path,
 ) -> None:
