@@ -238,6 +238,18 @@ def _static_shapes(graph: onnx.GraphProto, consts: dict[str, np.ndarray]) -> dic
     return shapes
 
 
+def _too_long_dim(node: onnx.NodeProto, consts: dict[str, np.ndarray]) -> int | None:
+    """A dimension above ``MAX_TENSOR_ELEMENTS`` in a constant shape (or repeats) input, if any.
+
+    ``[2**31, 2**31, 0]`` has no element, yet no array library can describe it: it is refused like
+    an initializer declaring such a dim.
+    """
+    index = {"ConstantOfShape": 0, "Expand": 1, "Tile": 1}.get(node.op_type)
+    if index is None or index >= len(node.input) or (value := consts.get(node.input[index])) is None:
+        return None
+    return next((int(d) for d in value.reshape(-1) if int(d) > MAX_TENSOR_ELEMENTS), None)
+
+
 def _requested_elements(
     node: onnx.NodeProto, consts: dict[str, np.ndarray], shapes: dict[str, tuple[int, ...]]
 ) -> int | None:
@@ -341,6 +353,9 @@ def _check_graph(
                 raise InvalidModel(
                     f"{label} would produce {elements} elements; the limit is {MAX_TENSOR_ELEMENTS}"
                 )
+            if (dim := _too_long_dim(node, consts)) is not None:  # with a zero dim beside it
+                raise InvalidModel(
+                    f"{label} asks for a dimension of {dim}; the limit is {MAX_TENSOR_ELEMENTS}")
         for attr in node.attribute:
             subgraphs = [attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs)
             for sub in subgraphs:

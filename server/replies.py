@@ -89,7 +89,8 @@ def parse_environment(text: object) -> dict[str, str]:
     Raises:
         InvalidUpdate: not a JSON object of at most ``MAX_ENVIRONMENT_KEYS`` short entries.
     """
-    bound = MAX_ENVIRONMENT_KEYS * (2 * MAX_ENVIRONMENT_TEXT + 8)  # quotes, colon, comma, escapes
+    # quotes, colon and comma per entry, and each character escaped at worst as \uXXXX (6 characters)
+    bound = MAX_ENVIRONMENT_KEYS * (2 * 6 * MAX_ENVIRONMENT_TEXT + 8)
     data = wire.loads_field(text, "the environment", max_chars=bound)
     if not isinstance(data, dict):
         raise InvalidUpdate(f"the environment must be a JSON object, got {type(data).__name__}")

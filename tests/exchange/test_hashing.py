@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+
 import numpy as np
 import onnx
 import pytest
@@ -211,3 +213,34 @@ def test_a_blob_that_is_not_exactly_an_encoding_is_refused(cut: str) -> None:
     for magic in (b"\x00" * 8, b"\xff" * 8):
         with pytest.raises(InvalidUpdate):
             decode_weights(magic + blob[8:])
+
+
+def _tensor(name: bytes, dtype: bytes, shape: tuple[int, ...], nbytes: int, data: bytes) -> bytes:
+    """One tensor of a weights blob, from raw fields (the declared byte count may lie)."""
+    return (struct.pack("<I", len(name)) + name + struct.pack("<B", len(dtype)) + dtype
+            + struct.pack(f"<B{len(shape)}QQ", len(shape), *shape, nbytes) + data)
+
+
+def test_names_out_of_order_are_refused_and_an_empty_first_name_is_not() -> None:
+    b, a = _tensor(b"b", b"<f4", (1,), 4, b"\0" * 4), _tensor(b"a", b"<f4", (1,), 4, b"\0" * 4)
+
+    with pytest.raises(InvalidUpdate, match=r"^tensor 'a': names are not unique and in order$"):
+        decode_weights(b"FLONNXW1" + struct.pack("<I", 2) + b + a)
+    # the empty name sorts first: it is the one name equal to the "previous" of the first tensor
+    assert list(decode_weights(encode_weights({"": np.zeros(1), "a": np.ones(1)}))) == ["", "a"]
+
+
+def test_an_unknown_dtype_is_named_by_its_first_16_bytes() -> None:
+    blob = b"FLONNXW1" + struct.pack("<I", 1) + _tensor(b"w", b"0123456789abcdefXYZ", (1,), 4, b"\0" * 4)
+
+    with pytest.raises(InvalidUpdate, match=r"^tensor 'w': dtype b'0123456789abcdef' is not a little-"):
+        decode_weights(blob)
+
+
+@pytest.mark.parametrize("nbytes", [3, 5, 8])
+def test_a_byte_count_that_does_not_match_the_shape_is_refused(nbytes: int) -> None:
+    # the data present is what the lie declares, so only the count's check can refuse it
+    blob = b"FLONNXW1" + struct.pack("<I", 1) + _tensor(b"w", b"<f4", (1,), nbytes, b"\0" * nbytes)
+
+    with pytest.raises(InvalidUpdate, match=rf"^tensor 'w': {nbytes} bytes for shape \(1,\) of float32$"):
+        decode_weights(blob)

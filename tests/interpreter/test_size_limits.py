@@ -75,3 +75,28 @@ def test_static_check_follows_arithmetic_on_constants() -> None:
     # 2**120 elements: Python ints, no int64 wrap-around to a small or negative count
     with pytest.raises(InvalidModel, match=r"would produce 1329227995784915872903807060280344576 elements"):
         check_graph(model)
+
+
+HUGE_BUT_EMPTY = [2**31, 2**31, 2**31, 0]  # no element, yet no array library can describe the shape
+
+
+def test_a_huge_dimension_beside_a_zero_is_refused_by_the_op_not_by_numpy() -> None:
+    node, inputs, _ = CASES["ConstantOfShape"]
+    program = _program(node, [_i("s", 4)])
+
+    with pytest.raises(InvalidModel, match=rf"^ConstantOfShape would produce shape \[{2**31}, .* limit is "):
+        program.run({}, {"s": np.array(HUGE_BUT_EMPTY, np.int64)})
+
+
+@pytest.mark.parametrize("op_type", ["ConstantOfShape", "Expand", "Tile"])
+def test_the_static_check_refuses_a_constant_shape_with_a_huge_dimension_beside_a_zero(op_type: str) -> None:
+    shape = helper.make_tensor("s", TensorProto.INT64, [4], HUGE_BUT_EMPTY)
+    data = [] if op_type == "ConstantOfShape" else ["x"]
+    node = helper.make_node(op_type, [*data, "s"], ["y"])
+    x = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 1, 1])] if data else []
+    graph = helper.make_graph([node], "g", x, [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              initializer=[shape])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+    with pytest.raises(InvalidModel, match=rf"a dimension of {2**31}; the limit is {MAX_TENSOR_ELEMENTS}$"):
+        check_graph(model)

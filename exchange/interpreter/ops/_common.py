@@ -20,7 +20,7 @@ def check_size(op_type: str, shape: Sequence[int]) -> tuple[int, ...]:
     count = 1
     for d in dims:
         count *= max(d, 0)
-    if count > MAX_TENSOR_ELEMENTS:
+    if count > MAX_TENSOR_ELEMENTS or any(d > MAX_TENSOR_ELEMENTS for d in dims):  # a huge dim beside a 0
         raise InvalidModel(
             f"{op_type} would produce shape {list(dims)} ({count} elements); the limit is "
             f"{MAX_TENSOR_ELEMENTS}"
