@@ -74,12 +74,15 @@ def _capture(obj: Any, prefix: str, arrays: dict[str, np.ndarray], out: dict[str
         path = f"{prefix}{name}"
         if isinstance(value, _CALLABLES):
             continue
-        if value is None or isinstance(value, bool | int | float | str):
-            out[path] = {"t": type(value).__name__, "v": value if value is None or not isinstance(
-                value, float) else float.hex(value)}
-        elif isinstance(value, np.generic):
+        if isinstance(value, np.str_):
+            value = str(value)  # a str subclass: kept as the text it is
+        if isinstance(value, np.generic) and value.dtype.kind in "biufc":
+            # before the plain types: np.float64 is a float, and its type name restores as nothing
             arrays[path] = np.asarray(value)
             out[path] = {"t": "np-scalar"}
+        elif value is None or isinstance(value, bool | int | float | str):
+            out[path] = {"t": type(value).__name__, "v": value if value is None or not isinstance(
+                value, float) else float.hex(value)}
         elif isinstance(value, np.ndarray):
             arrays[path] = value
             out[path] = {"t": "ndarray"}
