@@ -200,7 +200,8 @@ def run_side(side: str, data: str, clients: int, fraction: float, rounds: int,
     started = time.perf_counter()
     peak = peak_procs = 0
     timeline: list[tuple[float, int]] = []
-    with out_path.open("w") as out, open(os.devnull, "w") as err:
+    err_path = Path(tempfile.mkstemp(suffix=".log")[1])
+    with out_path.open("w") as out, err_path.open("w") as err:
         proc = subprocess.Popen(args, cwd=root, stdout=out, stderr=err, start_new_session=True)
         status = "ran"
         while proc.poll() is None:
@@ -219,14 +220,19 @@ def run_side(side: str, data: str, clients: int, fraction: float, rounds: int,
     lines = [json.loads(line) for line in out_path.read_text().splitlines() if line.startswith("{")]
     out_path.unlink()
     final = next((d for d in lines if d.get("event") == "result"), None)
+    error = ""
     if final is None and status == "ran":
         status = f"failed (exit {proc.returncode})"
+        # the child's last words: the error a user would have seen (Ray's and Flower's logs before it)
+        error = err_path.read_text(errors="replace").strip()[-1500:]
+    err_path.unlink()
     events = [d for d in lines if d.get("event") in ("start", "round")]
     marks = final["marks"] if final else [d["t"] for d in events]
     handshakes = final["handshake_s"] if final else [d["s"] for d in lines if d.get("event") == "handshake"]
     durations = [b - a for a, b in zip(marks[:-1], marks[1:], strict=True)]
     return {
         "side": side, "clients": clients, "fraction_train": fraction, "rounds": rounds, "status": status,
+        **({"error": error} if error else {}),
         "rounds_done": len(durations), "round_s": durations,
         "first_round_s": durations[0] if durations else float("nan"),
         "median_round_s": statistics.median(durations[1:]) if len(durations) > 1 else float("nan"),
@@ -241,7 +247,8 @@ def _plan(quick: bool) -> list[tuple[str, int, int, float]]:
     """(side, clients, rounds, cap seconds) of each simulation, in order."""
     if quick:
         return [("flonnx", 100, 3, 300.0), ("flower", 100, 3, 300.0)]
-    return [("flonnx", 1000, 5, 480.0), ("flower", 1000, 5, 300.0), ("flonnx", 10000, 5, 300.0)]
+    return [("flonnx", 1000, 5, 480.0), ("flower", 1000, 5, 300.0), ("flonnx", 10000, 5, 2400.0),
+            ("flower", 10000, 5, 900.0)]
 
 
 def run(quick: bool, plan: list[tuple[str, int, int, float]] | None = None,

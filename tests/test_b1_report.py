@@ -87,3 +87,42 @@ def test_the_benchmark_doc_has_a_section_for_every_result_file() -> None:
     for heading in ("## B1 round overhead", "### B1 without Ray", "## B2 server memory", "## B3 exchange",
                     "## B4 storage", "## B5 scale", "## B6 interpreter"):
         assert heading in text
+
+
+def test_unmet_lists_each_missed_target_with_its_figure_and_nothing_that_is_met() -> None:
+    from benchmarks.run import unmet
+
+    def b1(time: float, sent: float) -> dict[str, Any]:
+        return {"model": f"m{time}", "ratios": {"time": time, "bytes_sent": sent, "bytes_received": 1.0}}
+
+    docs = {
+        "b1_round": {"results": {"models": [b1(1.05, 1.02), b1(1.5, 1.03), {"model": "x", "error": "e"}]}},
+        "b3_exchange": {"results": {"sizes": [{"size": "10M", "ops": {"weights_id": {"pct_of_raw": 80.0},
+                                                                       "check": {"pct_of_raw": 79.4}}}]}},
+        "b2_memory": {"results": {"cases": [
+            {"method": "fixed-point-v1", "status": "ran", "peak_in_models": 4.0, "size": "1M",
+             "clients": 10},
+            {"method": "fixed-point-v1", "status": "ran", "peak_in_models": 4.5, "size": "1M",
+             "clients": 500},
+            {"method": "flower-fedavg-held", "status": "ran", "peak_in_models": 500.0, "size": "1M",
+             "clients": 500}]}},
+        "b5_scale": {"results": {"runs": [
+            {"side": "flonnx", "clients": 1000, "status": "ran"},
+            {"side": "flonnx", "clients": 10000, "status": "failed (exit 1)"},
+            {"side": "flower", "clients": 10000, "status": "ran", "wall_s": 449.3}]}},
+        "b6_interpreter": {"results": {"models": [{"model": "mlp", "torch_ratio": 1.25},
+                                                  {"model": "cnn", "torch_ratio": 1.27}]}},
+    }
+
+    assert unmet(docs) == [
+        "B1 round time, m1.5: 1.50x on the Simulation Engine (target 1.05x); the in-process table shows "
+        "where the extra time goes",
+        "B1 bytes, m1.5: 1.030x sent, 1.000x received (target 1.02x): each message's lineage record and "
+        "round config, on a small model",
+        "B3 `check` at 10M: 79 % of raw SHA-256 (target 80 %)",
+        "B2 1M N=500: 3.50 models above one (target 3)",
+        "B5 flonnx at 10,000 clients: failed (exit 1) where Flower's baseline ran (449 s); the B5 notes "
+        "say why",
+        "B6 cnn: torch interpreter 1.27x native (target 1.25x)",
+    ]
+    assert unmet({}) == []

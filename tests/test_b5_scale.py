@@ -22,7 +22,9 @@ def test_the_b5_section_lists_each_simulation_and_the_handshake_per_node() -> No
            "results": {"rows_per_client": 50, "features": 20, "classes": 4, "model": "mlp-20-16-4",
                        "fraction_train": 0.1, "notes": ["a note"],
                        "runs": [_run("flonnx", 1000, "ran", [100.0], 5), _run("flower", 1000, "ran", [], 5),
-                                _run("flonnx", 10000, "stopped at the 300 s cap", [], 0)]}}
+                                _run("flonnx", 10000, "stopped at the 300 s cap", [], 0),
+                                {**_run("flonnx", 20000, "failed (exit 1)", [600.0], 0),
+                                 "error": "Traceback ...\nFlonnxError: 9 of 20000 nodes | answered`\n\n"}]}}
 
     text = "\n".join(render_b5(doc))
 
@@ -30,7 +32,12 @@ def test_the_b5_section_lists_each_simulation_and_the_handshake_per_node() -> No
             in text)
     assert "| flower | 1,000 | ran | 5 / 5 | - |" in text
     assert "| flonnx | 10,000 | stopped at the 300 s cap | 0 / 5 | not done | 4.00 | n/a |" in text
-    assert "handshake 100.0 s = 100 ms per node, about 17 min at 10,000 nodes" in text
+    # net of Flower's start-up of the same nodes (its first round 4.0 s minus its median round 2.5 s)
+    assert ("handshake 100.0 s = 100 ms per node; Flower's start-up of the same 1,000 nodes (its "
+            "first round minus its median round) is 2 s, so the handshake's own cost is about 98 ms "
+            "per node") in text
+    assert "20,000 clients: handshake" not in text  # a failed run's handshake says nothing per node
+    assert "- flonnx 20,000 clients failed: `FlonnxError: 9 of 20000 nodes / answered'`" in text
     assert "`flonnx simulate --data synthetic.csv --label y --clients 1000 --fraction-train 0.1" in text
 
 
