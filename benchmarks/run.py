@@ -554,6 +554,21 @@ def _print_ratios(bench: str, data: dict[str, Any]) -> None:
             print(f"  B1 {m.get('model', 'digits-mlp')} flonnx/Flower: time {r['time']:.2f}x (target "
                   f"<= 1.05), bytes sent {r['bytes_sent']:.3f}x, received {r['bytes_received']:.3f}x "
                   "(target <= 1.02)")
+    elif bench == "B1-INPROCESS":
+        for m in data["models"]:
+            if "error" in m:
+                print(f"  B1 in one process {m['model']} failed: {m['error']}")
+                continue
+            print(f"  B1 in one process {m['model']} flonnx/Flower: CPU per round {m['ratio']:.2f}x; extra "
+                  f"{m['extra_s']['node']:+.3f} s at the nodes, {m['extra_s']['coordinator']:+.3f} s at "
+                  "the coordinator")
+    elif bench == "B4":
+        for c in data["configurations"]:
+            for v in c["variants"]:
+                print(f"  B4 {c['model']} N={c['clients']} retention {v['retention']} compress "
+                      f"{'on' if v['compress'] else 'off'}: {v['bytes_per_round']:,} bytes a round, "
+                      f"{100 * v['saved_share']:.0f} % saved; same final version: "
+                      f"{'yes' if c['same_final_version'] else 'NO'}")
     elif bench == "B6":
         for m in data["models"]:
             print(f"  B6 {m['model']}: torch interpreter / native {m['torch_ratio']:.2f}x "
