@@ -27,13 +27,12 @@ import functools
 import statistics
 import tempfile
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from benchmarks.plain_flower import CountingGrid, Probe, make_apps
+from benchmarks.plain_flower import CountingGrid, Probe, make_apps, run_on_ray
 
 
 def _rounds(marks: list[float]) -> list[float]:
@@ -159,26 +158,15 @@ def run_flonnx(clients: int, rounds: int, epochs: int, model: str = "digits-mlp"
 
 def run_flower(clients: int, rounds: int, epochs: int, model: str = "digits-mlp") -> dict[str, Any]:
     """The plain Flower baseline on the same spec; its round times and bytes."""
-    from flwr.simulation import run_simulation
-
     from flonnx.api import load_spec
-    from flonnx.simulations.runner import _quiet_flower, _start_ray, _stop_ray, offline_environment
+    from flonnx.simulations.runner import offline_environment
 
     offline_environment()
     spec = load_spec("digits-mixed", clients=clients, frameworks=f"torch:{clients}", rounds=rounds,
                      model=model, local_epochs=epochs)
     probe = Probe()
     server, client = make_apps(spec, probe)
-    init_args: dict[str, Any] = {"logging_level": "ERROR", "log_to_driver": False}
-    with warnings.catch_warnings(), _quiet_flower(False):
-        warnings.simplefilter("ignore")
-        _start_ray(init_args)  # as flonnx starts it, so both sides pay the same start-up
-        try:
-            run_simulation(server_app=server, client_app=client, num_supernodes=clients,
-                           backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0},
-                                           "init_args": init_args})
-        finally:
-            _stop_ray()
+    run_on_ray(server, client, clients)
     return _summary(probe.evaluated_at, probe, rounds, probe.accuracy[-1] if probe.accuracy else float("nan"))
 
 

@@ -26,9 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -37,8 +34,7 @@ import tracemalloc
 from pathlib import Path
 from typing import Any
 
-from benchmarks.b5_scale import _rss, _tree, make_data
-from benchmarks.common import ROOT
+from benchmarks.b5_scale import _rss, make_data, run_child
 
 MODEL = "mlp-20-1000-1000-4"
 CLIENTS, ROUNDS, EPOCHS = 100, 2, 1
@@ -159,12 +155,10 @@ class _Marks(list[float]):
 
 
 def _child_flower(data: str, clients: int, rounds: int, memory: RoundMemory) -> list[float]:
-    import warnings
 
-    from flwr.simulation import run_simulation
 
     from benchmarks import plain_flower
-    from flonnx.simulations.runner import _quiet_flower, _start_ray, _stop_ray, offline_environment
+    from flonnx.simulations.runner import offline_environment
 
     def uncounted(grid: Any, probe: Any) -> Any:
         return grid
@@ -174,16 +168,7 @@ def _child_flower(data: str, clients: int, rounds: int, memory: RoundMemory) -> 
     probe = plain_flower.Probe()
     probe.evaluated_at = _Marks(memory)
     server, client = plain_flower.make_apps(_spec(data, clients, rounds), probe)
-    init_args: dict[str, Any] = {"logging_level": "ERROR", "log_to_driver": False}
-    with warnings.catch_warnings(), _quiet_flower(False):
-        warnings.simplefilter("ignore")
-        _start_ray(init_args)
-        try:
-            run_simulation(server_app=server, client_app=client, num_supernodes=clients,
-                           backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0},
-                                           "init_args": init_args})
-        finally:
-            _stop_ray()
+    plain_flower.run_on_ray(server, client, clients)
     return probe.accuracy
 
 
@@ -192,31 +177,19 @@ def _child_flower(data: str, clients: int, rounds: int, memory: RoundMemory) -> 
 def run_side(side: str, data: str, clients: int, rounds: int, cap_s: float) -> dict[str, Any]:
     """One simulation in its own process (and session); also samples its whole tree's RSS."""
     args = [sys.executable, "-m", "benchmarks.b2_round", "child", side, data, str(clients), str(rounds)]
-    out_path = Path(tempfile.mkstemp(suffix=".jsonl")[1])
-    started = time.perf_counter()
-    tree_peak = 0
-    status = "ran"
-    with out_path.open("w") as out, open(os.devnull, "w") as err:
-        proc = subprocess.Popen(args, cwd=ROOT, stdout=out, stderr=err, start_new_session=True)
-        while proc.poll() is None:
-            tree_peak = max(tree_peak, _rss(_tree(proc.pid)))
-            if time.perf_counter() - started > cap_s:
-                status = f"stopped at the {cap_s:.0f} s cap"
-                os.killpg(proc.pid, signal.SIGKILL)  # the child's own session: what it started
-                proc.wait()
-                break
-            time.sleep(0.5)
-    wall = time.perf_counter() - started
-    lines = [json.loads(line) for line in out_path.read_text().splitlines() if line.startswith("{")]
-    out_path.unlink()
-    final = next((d for d in lines if d.get("event") == "result"), None)
-    if final is None and status == "ran":
-        status = f"failed (exit {proc.returncode})"
+    tree_peak = [0]
+
+    def sample(pids: list[int], seconds: float) -> None:
+        tree_peak[0] = max(tree_peak[0], _rss(pids))
+
+    child = run_child(args, cap_s, sample)
+    lines, final, status, wall = child.lines, child.final, child.status, child.wall_s
     rounds_done = final["rounds"] if final else [d for d in lines if d.get("event") == "round"]
     for r in rounds_done:
         r.pop("event", None)
     return {"side": side, "clients": clients, "status": status, "rounds": rounds_done,
-            "rounds_planned": rounds, "wall_s": wall, "tree_peak_rss_bytes": tree_peak,
+            "rounds_planned": rounds, "wall_s": wall, "tree_peak_rss_bytes": tree_peak[0],
+            **({"error": child.error} if child.error else {}),
             "final_accuracy": final["accuracy"][-1] if final and final["accuracy"] else float("nan")}
 
 

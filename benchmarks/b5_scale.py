@@ -30,6 +30,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -118,13 +120,10 @@ def _child_flonnx(data: str, clients: int, fraction: float, rounds: int) -> dict
 
 
 def _child_flower(data: str, clients: int, fraction: float, rounds: int) -> dict[str, Any]:
-    import warnings
-
     import flwr.serverapp.strategy as strategies
-    from flwr.simulation import run_simulation
 
-    from benchmarks.plain_flower import Probe, make_apps
-    from flonnx.simulations.runner import _quiet_flower, _start_ray, _stop_ray, offline_environment
+    from benchmarks.plain_flower import Probe, make_apps, run_on_ray
+    from flonnx.simulations.runner import offline_environment
 
     base = strategies.FedAvg
 
@@ -141,17 +140,8 @@ def _child_flower(data: str, clients: int, fraction: float, rounds: int) -> dict
     spec = _spec(data, clients, fraction, rounds)
     probe = Probe()
     server, client = make_apps(spec, probe)
-    init_args: dict[str, Any] = {"logging_level": "ERROR", "log_to_driver": False}
     started = time.perf_counter()
-    with warnings.catch_warnings(), _quiet_flower(False):
-        warnings.simplefilter("ignore")
-        _start_ray(init_args)
-        try:
-            run_simulation(server_app=server, client_app=client, num_supernodes=clients,
-                           backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0},
-                                           "init_args": init_args})
-        finally:
-            _stop_ray()
+    run_on_ray(server, client, clients)
     return {"marks": [started, *probe.evaluated_at][-(rounds + 1):], "handshake_s": [],
             "accuracy": probe.accuracy, "sampled": []}
 
@@ -190,26 +180,32 @@ def _rss(pids: list[int]) -> int:
     return total
 
 
-def run_side(side: str, data: str, clients: int, fraction: float, rounds: int,
-             cap_s: float) -> dict[str, Any]:
-    """One simulation in a child process: round times, handshake, peak RSS of its process tree."""
-    args = [sys.executable, "-m", "benchmarks.b5_scale", "child", side, data, str(clients), str(fraction),
-            str(rounds)]
-    root = Path(__file__).resolve().parent.parent
+@dataclass
+class Child:
+    """What :func:`run_child` saw of one child process."""
+
+    status: str  # "ran", "stopped at the N s cap", "failed (exit N)"
+    lines: list[dict[str, Any]]  # its JSON lines on stdout
+    final: dict[str, Any] | None  # its ``result`` event, if it got that far
+    wall_s: float
+    error: str  # the end of its stderr when it failed
+
+
+def run_child(args: list[str], cap_s: float, sample: Callable[[list[int], float], None]) -> Child:
+    """Run ``args`` in its own session; call ``sample(pids of its tree, seconds)`` every 0.5 s.
+
+    Past ``cap_s`` the whole session is killed. The child prints JSON lines, the last one an event
+    ``result``; without it the child failed, and the end of its stderr says why.
+    """
     out_path = Path(tempfile.mkstemp(suffix=".jsonl")[1])
-    started = time.perf_counter()
-    peak = peak_procs = 0
-    timeline: list[tuple[float, int]] = []
     err_path = Path(tempfile.mkstemp(suffix=".log")[1])
+    started = time.perf_counter()
+    status = "ran"
     with out_path.open("w") as out, err_path.open("w") as err:
-        proc = subprocess.Popen(args, cwd=root, stdout=out, stderr=err, start_new_session=True)
-        status = "ran"
+        proc = subprocess.Popen(args, cwd=Path(__file__).resolve().parent.parent, stdout=out, stderr=err,
+                                start_new_session=True)
         while proc.poll() is None:
-            pids = _tree(proc.pid)
-            rss = _rss(pids)
-            if rss > peak:
-                peak, peak_procs = rss, len(pids)
-            timeline.append((round(time.perf_counter() - started, 1), rss))
+            sample(_tree(proc.pid), time.perf_counter() - started)
             if time.perf_counter() - started > cap_s:
                 status = f"stopped at the {cap_s:.0f} s cap"
                 os.killpg(proc.pid, signal.SIGKILL)  # the child's own session: what it started
@@ -218,14 +214,33 @@ def run_side(side: str, data: str, clients: int, fraction: float, rounds: int,
             time.sleep(0.5)
     wall = time.perf_counter() - started
     lines = [json.loads(line) for line in out_path.read_text().splitlines() if line.startswith("{")]
-    out_path.unlink()
     final = next((d for d in lines if d.get("event") == "result"), None)
     error = ""
     if final is None and status == "ran":
         status = f"failed (exit {proc.returncode})"
         # the child's last words: the error a user would have seen (Ray's and Flower's logs before it)
         error = err_path.read_text(errors="replace").strip()[-1500:]
+    out_path.unlink()
     err_path.unlink()
+    return Child(status, lines, final, wall, error)
+
+
+def run_side(side: str, data: str, clients: int, fraction: float, rounds: int,
+             cap_s: float) -> dict[str, Any]:
+    """One simulation in a child process: round times, handshake, peak RSS of its process tree."""
+    args = [sys.executable, "-m", "benchmarks.b5_scale", "child", side, data, str(clients), str(fraction),
+            str(rounds)]
+    peak = [0, 0]  # bytes, processes
+    timeline: list[tuple[float, int]] = []
+
+    def sample(pids: list[int], seconds: float) -> None:
+        rss = _rss(pids)
+        if rss > peak[0]:
+            peak[:] = [rss, len(pids)]
+        timeline.append((round(seconds, 1), rss))
+
+    child = run_child(args, cap_s, sample)
+    lines, final, status, wall, error = child.lines, child.final, child.status, child.wall_s, child.error
     events = [d for d in lines if d.get("event") in ("start", "round")]
     marks = final["marks"] if final else [d["t"] for d in events]
     handshakes = final["handshake_s"] if final else [d["s"] for d in lines if d.get("event") == "handshake"]
@@ -237,7 +252,7 @@ def run_side(side: str, data: str, clients: int, fraction: float, rounds: int,
         "first_round_s": durations[0] if durations else float("nan"),
         "median_round_s": statistics.median(durations[1:]) if len(durations) > 1 else float("nan"),
         "handshake_s": handshakes, "sites_s": final.get("sites_s", []) if final else [],
-        "wall_s": wall, "peak_rss_bytes": peak, "peak_processes": peak_procs,
+        "wall_s": wall, "peak_rss_bytes": peak[0], "peak_processes": peak[1],
         "final_accuracy": (final["accuracy"][-1] if final and final["accuracy"] else float("nan")),
         "rss_timeline": timeline[:: max(1, len(timeline) // 60)],
     }

@@ -174,3 +174,26 @@ def make_apps(spec: Any, probe: Probe) -> tuple[Any, Any]:
                        evaluate_fn=central)
 
     return server_app, client_app
+
+
+def run_on_ray(server_app: Any, client_app: Any, clients: int) -> None:
+    """Run the baseline's apps on Flower's Simulation Engine, Ray started as flonnx starts it.
+
+    Both sides then pay the same start-up; one CPU per node, Flower's and Ray's logs quiet.
+    """
+    import warnings
+
+    from flwr.simulation import run_simulation
+
+    from flonnx.simulations.runner import _quiet_flower, _start_ray, _stop_ray
+
+    init_args: dict[str, Any] = {"logging_level": "ERROR", "log_to_driver": False}
+    with warnings.catch_warnings(), _quiet_flower(False):
+        warnings.simplefilter("ignore")
+        _start_ray(init_args)
+        try:
+            run_simulation(server_app=server_app, client_app=client_app, num_supernodes=clients,
+                           backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0},
+                                           "init_args": init_args})
+        finally:
+            _stop_ray()
