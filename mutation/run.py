@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import hashlib
 import json
 import os
 import shlex
@@ -25,6 +26,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "build" / "mutation"
@@ -122,20 +124,57 @@ def equivalent(source: str, operator: str, start: tuple[int, int]) -> str | None
     return None
 
 
+EARLIER = "killed in an earlier pass"
+
+
+def _key(spec: Any) -> str:
+    return f"{spec.operator_name}#{spec.occurrence}@{spec.start_pos[0]}:{spec.start_pos[1]}"
+
+
+def _skip_known(session: Path, source: str, earlier: dict[str, Any] | None) -> tuple[int, int]:
+    """Mark, before ``exec``, the mutants whose outcome is already known; returns (equivalent, earlier).
+
+    Equivalent mutants (:func:`equivalent`) are never run. With ``earlier`` (a result of this module
+    for the same source bytes), every mutant that pass killed is carried as killed: tests are only
+    ever added between passes, so a killed mutant stays killed; only its survivors run again.
+    """
+    from cosmic_ray.work_db import WorkDB, use_db
+    from cosmic_ray.work_item import TestOutcome, WorkerOutcome, WorkResult
+
+    again = None if earlier is None else {s["key"] for s in earlier["survivors"]}
+    skipped = carried = 0
+    with use_db(str(session), WorkDB.Mode.open) as db:
+        for item in list(db.pending_work_items):
+            spec = item.mutations[0]
+            why = equivalent(source, spec.operator_name, tuple(spec.start_pos))
+            if why is not None:
+                db.set_result(item.job_id, WorkResult(worker_outcome=WorkerOutcome.SKIPPED,
+                                                      output=f"equivalent: {why}"))
+                skipped += 1
+            elif again is not None and _key(spec) not in again:
+                db.set_result(item.job_id, WorkResult(worker_outcome=WorkerOutcome.SKIPPED, output=EARLIER,
+                                                      test_outcome=TestOutcome.KILLED))
+                carried += 1
+    return skipped, carried
+
+
 def _results(session: Path, source: str) -> dict[str, object]:
     from cosmic_ray.work_db import WorkDB, use_db
     from cosmic_ray.work_item import TestOutcome
 
-    killed = survived = incompetent = 0
+    killed = survived = incompetent = earlier = 0
     survivors, equivalents = [], []
     with use_db(str(session), WorkDB.Mode.open) as db:
         for item, result in db.completed_work_items:
-            if result.test_outcome == TestOutcome.KILLED:
+            spec = item.mutations[0]
+            found = {"line": spec.start_pos[0], "operator": spec.operator_name,
+                     "occurrence": spec.occurrence, "key": _key(spec), "diff": result.diff}
+            if (result.output or "").startswith("equivalent: "):
+                equivalents.append({**found, "equivalent": result.output.removeprefix("equivalent: ")})
+            elif result.test_outcome == TestOutcome.KILLED:
                 killed += 1
+                earlier += result.output == EARLIER
             elif result.test_outcome == TestOutcome.SURVIVED:
-                spec = item.mutations[0]
-                found = {"line": spec.start_pos[0], "operator": spec.operator_name,
-                         "occurrence": spec.occurrence, "diff": result.diff}
                 why = equivalent(source, spec.operator_name, tuple(spec.start_pos))
                 if why is None:
                     survived += 1
@@ -145,28 +184,50 @@ def _results(session: Path, source: str) -> dict[str, object]:
             else:
                 incompetent += 1
     total = killed + survived
-    return {"mutants": total, "killed": killed, "survived": survived, "incompetent": incompetent,
-            "equivalent": len(equivalents), "kill_rate": round(killed / total, 4) if total else None,
+    return {"mutants": total, "killed": killed, "killed_earlier": earlier, "survived": survived,
+            "incompetent": incompetent, "equivalent": len(equivalents),
+            "kill_rate": round(killed / total, 4) if total else None,
             "survivors": survivors, "equivalents": equivalents}
 
 
-def run_module(module: str, tests: list[str], clone: Path, timeout: float) -> dict[str, object]:
-    """cosmic-ray over one module of the clone; returns its counts and survivors."""
+def _earlier(results: list[dict[str, Any]] | None, module: str, digest: str) -> dict[str, Any] | None:
+    """This module's result among ``results`` (an earlier results.json), if made from the same source."""
+    if results is None:
+        return None
+    for result in results:
+        if result.get("module") == module:
+            if result.get("source_sha256") != digest:
+                raise SystemExit(f"{module} changed since the earlier pass: run a full pass (no --again)")
+            return result
+    raise SystemExit(f"the earlier results have no pass of {module}")
+
+
+def run_module(module: str, tests: list[str], clone: Path, timeout: float,
+               again: list[dict[str, Any]] | None = None) -> dict[str, object]:
+    """cosmic-ray over one module of the clone; returns its counts and survivors.
+
+    ``again``: an earlier results.json's content; only its survivors run (see :func:`_skip_known`).
+    """
     src = WORK / "src"
     name = module.replace("/", "_").removesuffix(".py")
     config, session = WORK / f"{name}.toml", WORK / f"{name}.sqlite"
     config.write_text(_config(module, tests, timeout), encoding="utf-8")
     env = {**os.environ, "PYTHONPATH": str(clone)}
     cosmic = [str(Path(sys.executable).parent / "cosmic-ray")]
+    source = (src / module).read_text(encoding="utf-8")
+    digest = hashlib.sha256(source.encode()).hexdigest()
+    earlier = _earlier(again, module, digest)
     started = time.monotonic()
     subprocess.run([*cosmic, "init", str(config), str(session)], cwd=src, env=env, check=True)
+    skipped, carried = _skip_known(session, source, earlier)
+    print(f"{module}: {skipped} equivalent mutants not run, {carried} killed in the earlier pass", flush=True)
     baseline = subprocess.run([*cosmic, "baseline", str(config)], cwd=src, env=env,
                               capture_output=True, text=True)
     if baseline.returncode != 0:
         raise SystemExit(f"{module}: the unmutated tests fail, fix them first:\n{baseline.stdout[-2000:]}")
     subprocess.run([*cosmic, "exec", str(config), str(session)], cwd=src, env=env, check=True)
-    return {"module": module, "tests": tests, "seconds": round(time.monotonic() - started, 1),
-            **_results(session, (src / module).read_text(encoding="utf-8"))}
+    return {"module": module, "tests": tests, "source_sha256": digest,
+            "seconds": round(time.monotonic() - started, 1), **_results(session, source)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -175,13 +236,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--module", action="append", choices=sorted(MODULES),
                         help="only this module (repeatable; default: all)")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per mutant's tests")
+    parser.add_argument("--again", type=Path, metavar="RESULTS_JSON",
+                        help="run only the survivors of this earlier pass (the module's source must be "
+                             "unchanged; its killed mutants are carried over)")
     args = parser.parse_args(argv)
-    clone = _prepare(ROOT)
+    again = None if args.again is None else json.loads(args.again.read_text(encoding="utf-8"))
+    clone = _prepare(ROOT)  # removes build/mutation: the earlier results are read first
     results = []
     for module in args.module or list(MODULES):
-        result = run_module(module, MODULES[module], clone, args.timeout)
+        result = run_module(module, MODULES[module], clone, args.timeout, again)
         results.append(result)
         print(f"{module}: {result['killed']}/{result['mutants']} killed ({result['kill_rate']}; "
+              f"{result['killed_earlier']} of them in the earlier pass; "
               f"{result['equivalent']} equivalent mutants not counted), {result['seconds']} s", flush=True)
     (WORK / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     print("\n| module | mutants | killed | kill rate | survivors | equivalent (not counted) |\n"
