@@ -165,6 +165,7 @@ def _results(session: Path, source: str) -> dict[str, object]:
     killed = survived = incompetent = earlier = 0
     survivors, equivalents = [], []
     with use_db(str(session), WorkDB.Mode.open) as db:
+        pending = db.num_work_items - db.num_results  # > 0: a pass stopped early (partial figures)
         for item, result in db.completed_work_items:
             spec = item.mutations[0]
             found = {"line": spec.start_pos[0], "operator": spec.operator_name,
@@ -185,7 +186,7 @@ def _results(session: Path, source: str) -> dict[str, object]:
                 incompetent += 1
     total = killed + survived
     return {"mutants": total, "killed": killed, "killed_earlier": earlier, "survived": survived,
-            "incompetent": incompetent, "equivalent": len(equivalents),
+            "pending": pending, "incompetent": incompetent, "equivalent": len(equivalents),
             "kill_rate": round(killed / total, 4) if total else None,
             "survivors": survivors, "equivalents": equivalents}
 
@@ -198,6 +199,8 @@ def _earlier(results: list[dict[str, Any]] | None, module: str, digest: str) -> 
         if result.get("module") == module:
             if result.get("source_sha256") != digest:
                 raise SystemExit(f"{module} changed since the earlier pass: run a full pass (no --again)")
+            if result.get("pending") != 0:  # its unrun mutants would be carried over as killed
+                raise SystemExit(f"the earlier pass of {module} did not run every mutant: run a full pass")
             return result
     raise SystemExit(f"the earlier results have no pass of {module}")
 
