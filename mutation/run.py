@@ -83,10 +83,13 @@ def _config(module: str, tests: list[str], timeout: float) -> str:
     ])
 
 
-def _spans(source: str) -> tuple[list[tuple[int, int, int, int]], list[tuple[int, int, int, int]]]:
-    """Where annotations are, and where each function's parameter list is (line, col, end line, end col)."""
+Span = tuple[int, int, int, int]
+
+
+def _spans(source: str) -> tuple[list[Span], list[Span], list[Span]]:
+    """Where annotations, parameter lists and default values are (line, col, end line, end col)."""
     tree = ast.parse(source)
-    annotations, signatures = [], []
+    annotations, signatures, defaults = [], [], []
 
     def span(node: ast.AST) -> tuple[int, int, int, int]:
         return (node.lineno, node.col_offset, node.end_lineno or node.lineno,  # type: ignore[attr-defined]
@@ -100,10 +103,11 @@ def _spans(source: str) -> tuple[list[tuple[int, int, int, int]], list[tuple[int
                 annotations.append(span(node.returns))
             body = node.body[0]
             signatures.append((node.lineno, node.col_offset, body.lineno, body.col_offset))
-    return annotations, signatures
+            defaults += [span(d) for d in [*node.args.defaults, *node.args.kw_defaults] if d is not None]
+    return annotations, signatures, defaults
 
 
-def _inside(pos: tuple[int, int], spans: list[tuple[int, int, int, int]]) -> bool:
+def _inside(pos: tuple[int, int], spans: list[Span]) -> bool:
     # cosmic-ray positions: 1-based line, 0-based column, like ast's
     return any((a, b) <= pos < (c, d) for a, b, c, d in spans)
 
@@ -116,10 +120,11 @@ def equivalent(source: str, operator: str, start: tuple[int, int]) -> str | None
     - a binary-operator mutant inside a parameter list but outside every annotation and default: it
       rewrote the bare ``*`` of keyword-only parameters into ``/`` (every caller passes keywords).
     """
-    annotations, signatures = _spans(source)
+    annotations, signatures, defaults = _spans(source)
     if _inside(start, annotations):
         return "annotation (never evaluated)"
-    if "ReplaceBinaryOperator_Mul_" in operator and _inside(start, signatures):
+    if ("ReplaceBinaryOperator_Mul_" in operator and _inside(start, signatures)
+            and not _inside(start, defaults)):
         return "keyword-only marker * (callers pass keywords)"
     return None
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from mutation.run import MODULES, equivalent
 
 ANNOTATION = "annotation (never evaluated)"
+MUL = "core/ReplaceBinaryOperator_Mul_Div"
 SOURCE = '''from __future__ import annotations
 
 
@@ -17,7 +18,7 @@ def put(data: bytes, blob_id: str | None = None, *, create: bool = True) -> str 
 def test_mutants_in_annotations_and_the_keyword_only_star_are_equivalent() -> None:
     assert equivalent(SOURCE, "core/ReplaceBinaryOperator_BitOr_Add", (4, 34)) == ANNOTATION
     assert equivalent(SOURCE, "core/ReplaceBinaryOperator_BitOr_Sub", (4, 80)) == ANNOTATION
-    assert (equivalent(SOURCE, "core/ReplaceBinaryOperator_Mul_Div", (4, 49)) or "").startswith("keyword-only")
+    assert (equivalent(SOURCE, MUL, (4, 49)) or "").startswith("keyword-only")
 
 
 def test_mutants_in_code_are_never_discounted() -> None:
@@ -25,6 +26,14 @@ def test_mutants_in_code_are_never_discounted() -> None:
     assert equivalent(SOURCE, "core/ReplaceBinaryOperator_BitOr_Add", (6, 31)) is None  # size | 1
     assert equivalent(SOURCE, "core/ReplaceTrueWithFalse", (4, 67)) is None  # a default value
     assert equivalent(SOURCE, "core/ReplaceOrWithAnd", (6, 18)) is None
+
+
+def test_a_product_in_a_default_value_is_code_even_inside_the_parameter_list() -> None:
+    source = ("from __future__ import annotations\n\n\n"
+              "def wait(x: int, *, timeout: float = 2 * 60) -> None:\n    pass\n")
+    assert (equivalent(source, MUL, (4, 17)) or "").startswith("keyword-only")
+    assert equivalent(source, MUL, (4, 39)) is None  # the operator of 2 * 60
+    assert equivalent(source, MUL, (4, 37)) is None
 
 
 def test_every_guarded_module_and_test_file_exists() -> None:
