@@ -381,7 +381,8 @@ class Federation:
         }), dst_node_id=self._clients[k].node_id, message_type=MessageType.EVALUATE) for k in keys]
         sites: dict[str, dict[str, float]] = {}
         failed: dict[str, str] = {}
-        for reply in receive(self.grid, messages, timeout=self.settings.round_timeout, stop=self.stop):
+        for reply in receive(self.grid, messages, timeout=self.settings.round_timeout, stop=self.stop,
+                             while_answering=True):
             key = by_node.get(reply.metadata.src_node_id)
             if key is None:
                 continue
@@ -458,7 +459,8 @@ class Federation:
         self._holds = {}
         self._categories: dict[str, dict[str, list[str]]] = {}
         self._features: dict[str, list[str]] = {}
-        for reply in receive(self.grid, messages, timeout=self.settings.round_timeout, stop=self.stop):
+        for reply in receive(self.grid, messages, timeout=self.settings.round_timeout, stop=self.stop,
+                             while_answering=True):
             if reply.has_error() or wire.HELLO not in reply.content:
                 continue
             info = reply.content[wire.HELLO]

@@ -120,7 +120,7 @@ def stop_on_signals(stop: StopRequest) -> Iterator[None]:
 
 
 def receive(grid: Any, messages: Iterable[Message], *, timeout: float,
-            stop: StopRequest) -> Iterator[Message]:
+            stop: StopRequest, while_answering: bool = False) -> Iterator[Message]:
     """Send ``messages`` and yield each reply as it arrives; a stop request ends the wait at once.
 
     A Flower :class:`Grid` is polled as Flower's own ``send_and_receive`` does (``push_messages``,
@@ -128,6 +128,12 @@ def receive(grid: Any, messages: Iterable[Message], *, timeout: float,
     reply came or ``timeout`` passed, and each pulled reply is yielded before the next pull: the
     caller checks (and folds) one reply at a time and holds none it has done with. A grid that
     offers only ``send_and_receive`` (a test's stand-in) is waited for as it is.
+
+    ``while_answering``: ``timeout`` counts from the push or from the latest reply, whichever is
+    later, so a step that asks every node (the handshake, the site evaluation) takes as long as
+    the nodes keep answering, and still gives up ``timeout`` after the last answer. A round asks
+    only its sample and keeps a fixed deadline. (Flower's simulation engine runs a few nodes at a
+    time: asking 10,000 of them took longer than the default 600 s, although none hung.)
 
     Replies come in arrival order, which is not reproducible: a caller keeps whatever it records
     in its own (client-key) order.
@@ -151,6 +157,8 @@ def receive(grid: Any, messages: Iterable[Message], *, timeout: float,
     while pending:
         pulled = list(grid.pull_messages(list(pending)))
         pulled.reverse()
+        if pulled and while_answering:
+            deadline = time.monotonic() + timeout
         while pulled:  # each released by the time the caller asks for the next
             reply = pulled.pop()
             pending.discard(reply.metadata.reply_to_message_id)
