@@ -715,21 +715,29 @@ def _with_definition(message: Message, definition: Definition) -> Message:
                    message_type=message.metadata.message_type)
 
 
+#: bounds on what a node reports at the handshake (docs/reliability.md, "Size limits")
+MAX_CATEGORY_COLUMNS = 1000
+MAX_CATEGORY_VALUES = 10_000  # values of one categorical column
+MAX_HELLO_NAME = 200  # characters of a column name, a categorical value, a feature name, a definition id
+MAX_FEATURE_NAMES = 100_000
+
+
 def _categories(text: object) -> dict[str, list[str]]:
     """A node's categorical values (untrusted JSON): bounded in size and type."""
     data = wire.loads_field(text, "the categories")
-    if not isinstance(data, dict) or len(data) > 1000 or not all(
-            isinstance(v, list) and len(v) <= 10_000 and all(isinstance(x, str) and len(x) <= 200
-                                                            for x in v) for v in data.values()):
-        raise FlonnxError("categories must map at most 1000 columns to lists of short strings")
-    return {str(k)[:200]: list(v) for k, v in data.items()}
+    if not isinstance(data, dict) or len(data) > MAX_CATEGORY_COLUMNS or not all(
+            isinstance(v, list) and len(v) <= MAX_CATEGORY_VALUES
+            and all(isinstance(x, str) and len(x) <= MAX_HELLO_NAME for x in v) for v in data.values()):
+        raise FlonnxError(f"categories must map at most {MAX_CATEGORY_COLUMNS} columns to lists of "
+                          "short strings")
+    return {str(k)[:MAX_HELLO_NAME]: list(v) for k, v in data.items()}
 
 
 def _names(text: object) -> list[str]:
     """A node's feature column names (untrusted JSON list of short strings)."""
     data = wire.loads_field(text, "the feature names")
-    if not isinstance(data, list) or len(data) > 100_000 or not all(
-            isinstance(x, str) and len(x) <= 200 for x in data):
+    if not isinstance(data, list) or len(data) > MAX_FEATURE_NAMES or not all(
+            isinstance(x, str) and len(x) <= MAX_HELLO_NAME for x in data):
         raise FlonnxError("feature names must be a list of short strings")
     return data
 
