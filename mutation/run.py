@@ -22,6 +22,7 @@ import json
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -141,12 +142,14 @@ def _skip_known(session: Path, source: str, earlier: dict[str, Any] | None) -> t
 
     Equivalent mutants (:func:`equivalent`) are never run. With ``earlier`` (a result of this module
     for the same source bytes), every mutant that pass killed is carried as killed: tests are only
-    ever added between passes, so a killed mutant stays killed; only its survivors run again.
+    ever added between passes, so a killed mutant stays killed. Its survivors run again, and so do
+    the mutants it did not reach if it was stopped early.
     """
     from cosmic_ray.work_db import WorkDB, use_db
     from cosmic_ray.work_item import TestOutcome, WorkerOutcome, WorkResult
 
-    again = None if earlier is None else {s["key"] for s in earlier["survivors"]}
+    again = None if earlier is None else {
+        *(s["key"] for s in earlier["survivors"]), *earlier["pending_keys"]}
     skipped = carried = 0
     with use_db(str(session), WorkDB.Mode.open) as db:
         for item in list(db.pending_work_items):
@@ -163,6 +166,20 @@ def _skip_known(session: Path, source: str, earlier: dict[str, Any] | None) -> t
     return skipped, carried
 
 
+def wilson(killed: int, total: int, z: float = 1.96) -> tuple[float, float]:
+    """95 % interval of a kill rate measured on ``total`` mutants drawn at random from a module's.
+
+    cosmic-ray runs pending mutants in random order, so a pass stopped early measured a random
+    sample; the interval ignores the finite population, so it is on the wide side.
+    """
+    if total == 0:
+        return (0.0, 1.0)
+    rate, z2 = killed / total, z * z
+    centre = (rate + z2 / (2 * total)) / (1 + z2 / total)
+    half = z * ((rate * (1 - rate) / total + z2 / (4 * total * total)) ** 0.5) / (1 + z2 / total)
+    return (round(max(0.0, centre - half), 4), round(min(1.0, centre + half), 4))
+
+
 def _results(session: Path, source: str) -> dict[str, object]:
     from cosmic_ray.work_db import WorkDB, use_db
     from cosmic_ray.work_item import TestOutcome
@@ -170,7 +187,8 @@ def _results(session: Path, source: str) -> dict[str, object]:
     killed = survived = incompetent = earlier = 0
     survivors, equivalents = [], []
     with use_db(str(session), WorkDB.Mode.open) as db:
-        pending = db.num_work_items - db.num_results  # > 0: a pass stopped early (partial figures)
+        # a pass stopped early leaves these unrun (partial figures, over a random sample)
+        pending = sorted(_key(item.mutations[0]) for item in db.pending_work_items)
         for item, result in db.completed_work_items:
             spec = item.mutations[0]
             found = {"line": spec.start_pos[0], "operator": spec.operator_name,
@@ -191,9 +209,10 @@ def _results(session: Path, source: str) -> dict[str, object]:
                 incompetent += 1
     total = killed + survived
     return {"mutants": total, "killed": killed, "killed_earlier": earlier, "survived": survived,
-            "pending": pending, "incompetent": incompetent, "equivalent": len(equivalents),
+            "pending": len(pending), "incompetent": incompetent, "equivalent": len(equivalents),
             "kill_rate": round(killed / total, 4) if total else None,
-            "survivors": survivors, "equivalents": equivalents}
+            **({"kill_rate_95": wilson(killed, total)} if pending else {}),
+            "survivors": survivors, "equivalents": equivalents, "pending_keys": pending}
 
 
 def _earlier(results: list[dict[str, Any]] | None, module: str, digest: str) -> dict[str, Any] | None:
@@ -204,17 +223,34 @@ def _earlier(results: list[dict[str, Any]] | None, module: str, digest: str) -> 
         if result.get("module") == module:
             if result.get("source_sha256") != digest:
                 raise SystemExit(f"{module} changed since the earlier pass: run a full pass (no --again)")
-            if result.get("pending") != 0:  # its unrun mutants would be carried over as killed
-                raise SystemExit(f"the earlier pass of {module} did not run every mutant: run a full pass")
+            if "pending_keys" not in result:  # an older harness: its unrun mutants are unknown
+                raise SystemExit(f"the earlier results of {module} do not list the mutants left unrun")
             return result
     raise SystemExit(f"the earlier results have no pass of {module}")
 
 
+def _exec(command: list[str], cwd: Path, env: dict[str, str], minutes: float | None, module: str) -> bool:
+    """``cosmic-ray exec``; past ``minutes`` its process group is killed. Whether it finished."""
+    process = subprocess.Popen(command, cwd=cwd, env=env, start_new_session=True)
+    try:
+        if process.wait(timeout=None if minutes is None else minutes * 60) != 0:
+            raise SystemExit(f"{module}: cosmic-ray exec failed (exit {process.returncode})")
+        return True
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        # cosmic-ray mutates the file in place: the mutant it was testing stays in the clone
+        subprocess.run(["git", "checkout", "--", module], cwd=cwd, check=True)
+        return False
+
+
 def run_module(module: str, tests: list[str], clone: Path, timeout: float,
-               again: list[dict[str, Any]] | None = None) -> dict[str, object]:
+               again: list[dict[str, Any]] | None = None, minutes: float | None = None) -> dict[str, object]:
     """cosmic-ray over one module of the clone; returns its counts and survivors.
 
-    ``again``: an earlier results.json's content; only its survivors run (see :func:`_skip_known`).
+    ``again``: an earlier results.json's content; only what it did not kill runs (:func:`_skip_known`).
+    ``minutes``: stop the pass after that long; the mutants it ran are a random sample of the
+    module's (cosmic-ray runs them in random order), reported with a 95 % interval.
     """
     src = WORK / "src"
     name = module.replace("/", "_").removesuffix(".py")
@@ -233,8 +269,8 @@ def run_module(module: str, tests: list[str], clone: Path, timeout: float,
                               capture_output=True, text=True)
     if baseline.returncode != 0:
         raise SystemExit(f"{module}: the unmutated tests fail, fix them first:\n{baseline.stdout[-2000:]}")
-    subprocess.run([*cosmic, "exec", str(config), str(session)], cwd=src, env=env, check=True)
-    return {"module": module, "tests": tests, "source_sha256": digest,
+    finished = _exec([*cosmic, "exec", str(config), str(session)], src, env, minutes, module)
+    return {"module": module, "tests": tests, "source_sha256": digest, "finished": finished,
             "seconds": round(time.monotonic() - started, 1), **_results(session, source)}
 
 
@@ -245,24 +281,30 @@ def main(argv: list[str] | None = None) -> int:
                         help="only this module (repeatable; default: all)")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per mutant's tests")
     parser.add_argument("--again", type=Path, metavar="RESULTS_JSON",
-                        help="run only the survivors of this earlier pass (the module's source must be "
-                             "unchanged; its killed mutants are carried over)")
+                        help="carry over what this earlier pass killed and run the rest: its "
+                             "survivors, and what it left unrun (the module's source must be unchanged)")
+    parser.add_argument("--minutes", type=float, help="stop each module's pass after this long "
+                        "(partial figures over the random sample it ran; --again continues it)")
     args = parser.parse_args(argv)
     again = None if args.again is None else json.loads(args.again.read_text(encoding="utf-8"))
     clone = _prepare(ROOT)  # removes build/mutation: the earlier results are read first
     results = []
     for module in args.module or list(MODULES):
-        result = run_module(module, MODULES[module], clone, args.timeout, again)
+        result = run_module(module, MODULES[module], clone, args.timeout, again, args.minutes)
         results.append(result)
-        print(f"{module}: {result['killed']}/{result['mutants']} killed ({result['kill_rate']}; "
+        partial = "" if result["finished"] else f"PARTIAL, {result['pending']} not run, "
+        print(f"{module}: {partial}{result['killed']}/{result['mutants']} killed ({result['kill_rate']}; "
               f"{result['killed_earlier']} of them in the earlier pass; "
               f"{result['equivalent']} equivalent mutants not counted), {result['seconds']} s", flush=True)
     (WORK / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    print("\n| module | mutants | killed | kill rate | survivors | equivalent (not counted) |\n"
-          "|---|---|---|---|---|---|")
+    print("\n| module | mutants | killed | kill rate | survivors | equivalent (not counted) | not run |\n"
+          "|---|---|---|---|---|---|---|")
     for r in results:
         rate = "n/a" if r["kill_rate"] is None else f"{100 * float(r['kill_rate']):.0f} %"  # type: ignore[arg-type]
+        if "kill_rate_95" in r:
+            low, high = (float(x) for x in r["kill_rate_95"])  # type: ignore[attr-defined]
+            rate += f" (95 %: {100 * low:.0f}-{100 * high:.0f} %)"
         print(f"| `{r['module']}` | {r['mutants']} | {r['killed']} | {rate} | {r['survived']} "
-              f"| {r['equivalent']} |")
+              f"| {r['equivalent']} | {r['pending']} |")
     print(f"\nsurvivors: {WORK / 'results.json'}")
     return 0
