@@ -42,6 +42,7 @@ MODULES: dict[str, list[str]] = {
     "exchange/parity.py": ["tests/exchange/test_parity_mutants.py"],
     "exchange/lineage.py": ["tests/exchange/test_lineage.py", "tests/exchange/test_run_record.py"],
     "server/strategy_state.py": ["tests/server/test_strategy_state_mutants.py"],
+    "server/replies.py": ["tests/server/test_replies_mutants.py"],
 }
 
 PACKAGES = ("exchange", "server", "client", "simulations")
