@@ -61,9 +61,17 @@ def _train() -> Message:
     return Message(RecordDict({wire.CONFIG: ConfigRecord({"x": 1})}), dst_node_id=7, message_type="train")
 
 
+def _fresh(text: str) -> str:
+    """The same text, another object: the checker must compare values, not identities."""
+    copy = "".join(list(text))
+    assert copy == text and copy is not text
+    return copy
+
+
 def _lineage(weights: dict[str, np.ndarray], **fields: Any) -> dict[str, Any]:
-    return {wire.REPLY_BASE_VERSION: BASE, wire.REPLY_CLIENT: "site-a", wire.REPLY_FRAMEWORK: "numpy",
-            wire.REPLY_FRAMEWORK_VERSION: "2.4.6", wire.REPLY_WEIGHTS_ID: weights_id(weights),
+    return {wire.REPLY_BASE_VERSION: _fresh(BASE), wire.REPLY_CLIENT: _fresh("site-a"),
+            wire.REPLY_FRAMEWORK: "numpy", wire.REPLY_FRAMEWORK_VERSION: "2.4.6",
+            wire.REPLY_WEIGHTS_ID: weights_id(weights),
             wire.REPLY_SEED: SEED, **fields}
 
 
@@ -83,7 +91,7 @@ def _reply(weights: dict[str, np.ndarray], *, metrics: dict[str, Any] | None = N
 def _check(reply: Message, definition: Definition, *, seed: int | None = None,
            client: ClientInfo = CLIENT) -> Update | Rejection:
     # a seed built at run time: the same value as SEED, another object
-    return check_reply(reply, client=client, definition=definition, base_version=BASE,
+    return check_reply(reply, client=client, definition=definition, base_version=_fresh(BASE),
                        seed=int(str(SEED)) if seed is None else seed)
 
 
