@@ -120,7 +120,7 @@ def _refusal(reason: str | None, metrics: dict[str, Any] | None = None) -> Messa
 
 def test_a_valid_reply_becomes_an_update_carrying_what_was_checked(model: Any) -> None:
     definition, weights = model
-    reply = _reply(weights, metrics={wire.REPLY_NUM_EXAMPLES: 10, "train-loss": 0.5, "epochs": 2})
+    reply = _reply(weights, metrics={_fresh(wire.REPLY_NUM_EXAMPLES): 10, "train-loss": 0.5, "epochs": 2})
 
     update = _accepted(reply, definition)
 
@@ -229,9 +229,9 @@ def test_a_record_of_the_wrong_kind_is_rejected(model: Any, name: str, record: A
 
 # -- lineage ------------------------------------------------------------------------------------
 
-def test_an_update_of_another_base_version_is_rejected(model: Any) -> None:
+@pytest.mark.parametrize("other", ["o" * 11 + "p" * 53, "a" * 11 + "z" * 53])  # after BASE, before it
+def test_an_update_of_another_base_version_is_rejected(model: Any, other: str) -> None:
     definition, weights = model
-    other = "o" * 11 + "p" * 53
 
     reason = _rejected(_reply(weights, lineage=_lineage(weights, **{wire.REPLY_BASE_VERSION: other})),
                        definition)
@@ -239,13 +239,14 @@ def test_an_update_of_another_base_version_is_rejected(model: Any) -> None:
     assert reason == f"update is based on {other[:12]}, expected {BASE[:12]}"
 
 
-def test_a_reply_naming_another_client_is_rejected(model: Any) -> None:
+@pytest.mark.parametrize("named", ["site-b", "site-0"])
+def test_a_reply_naming_another_client_is_rejected(model: Any, named: str) -> None:
     definition, weights = model
 
-    reason = _rejected(_reply(weights, lineage=_lineage(weights, **{wire.REPLY_CLIENT: "site-b"})),
+    reason = _rejected(_reply(weights, lineage=_lineage(weights, **{wire.REPLY_CLIENT: named})),
                        definition)
 
-    assert reason == "reply names client 'site-b', expected 'site-a'"
+    assert reason == f"reply names client {named!r}, expected 'site-a'"
 
 
 @pytest.mark.parametrize(("value", "shown"), [(None, "NoneType"), (3, "int"), (b"x", "bytes")])
@@ -305,14 +306,14 @@ def test_an_update_trained_with_another_seed_is_rejected(model: Any, seed: int) 
     assert reason == f"client trained with seed {seed}, sent {SEED}"
 
 
-def test_weights_that_do_not_hash_to_the_reported_id_are_rejected(model: Any) -> None:
+@pytest.mark.parametrize("reported", ["0123456789abcdef" * 4, "fedcba9876543210" * 4])
+def test_weights_that_do_not_hash_to_the_reported_id_are_rejected(model: Any, reported: str) -> None:
     definition, weights = model
-    reported = "0123456789abcdef" * 4
 
     reason = _rejected(_reply(weights, lineage=_lineage(weights, **{wire.REPLY_WEIGHTS_ID: reported})),
                        definition)
 
-    assert reason == f"weights hash to {weights_id(weights)[:12]} but the client reported 0123456789ab"
+    assert reason == f"weights hash to {weights_id(weights)[:12]} but the client reported {reported[:12]}"
 
 
 def test_weights_with_a_non_finite_value_are_rejected(model: Any) -> None:
@@ -388,8 +389,13 @@ def test_a_boolean_metric_is_not_a_number() -> None:
 MINE = f"this coordinator speaks protocol 2 (flonnx {flonnx_version()})"
 
 
+class _Version(int):
+    """An integer of another class (an enum member, a decoder's type): its value decides."""
+
+
 def test_a_node_of_this_protocol_is_accepted() -> None:
     assert check_protocol({wire.REPLY_PROTOCOL: 2, wire.REPLY_FLONNX: "0.1.0"}) is None
+    assert check_protocol({wire.REPLY_PROTOCOL: _Version(2)}) is None
 
 
 @pytest.mark.parametrize(("hello", "reason"), [
@@ -485,6 +491,8 @@ def test_failure_line_takes_the_first_exception_that_is_not_an_engine_wrapper() 
               "ValueError: later")
 
     assert failure_line(reason) == "KeyError: 'w'"
+    assert failure_line("ValueError: raised in a ClientAppException handler\nlast line") == (
+        "ValueError: raised in a ClientAppException handler")  # only the type names a wrapper
     assert failure_line("RuntimeError: boom") == "RuntimeError: boom"
 
 
