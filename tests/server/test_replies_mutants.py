@@ -137,11 +137,16 @@ def test_a_valid_reply_becomes_an_update_carrying_what_was_checked(model: Any) -
         np.testing.assert_array_equal(array, weights[name])
 
 
-def test_the_weights_of_an_update_are_read_only(model: Any) -> None:
-    # their id was computed here and is trusted when the update is stored
+@pytest.mark.parametrize("buffer", [bytes, bytearray])
+def test_the_weights_of_an_update_are_read_only(model: Any, buffer: type) -> None:
+    # their id was computed here and is trusted when the update is stored, whatever buffer the
+    # message's payload is (a writable bytearray decodes to writable arrays)
     definition, weights = model
+    reply = _reply(weights)
+    for payload in reply.content.array_records[wire.ARRAYS].values():
+        payload.data = buffer(payload.data)
 
-    update = _accepted(_reply(weights), definition)
+    update = _accepted(reply, definition)
 
     for array in update.weights.values():
         assert not array.flags.writeable
