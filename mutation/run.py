@@ -43,6 +43,8 @@ MODULES: dict[str, list[str]] = {
     "exchange/lineage.py": ["tests/exchange/test_lineage.py", "tests/exchange/test_run_record.py"],
     "server/strategy_state.py": ["tests/server/test_strategy_state_mutants.py"],
     "server/replies.py": ["tests/server/test_replies_mutants.py"],
+    # test_streaming.py runs federations and a torch export (25 s a run)
+    "server/streaming.py": ["tests/server/test_streaming_mutants.py"],
 }
 
 PACKAGES = ("exchange", "server", "client", "simulations")
