@@ -7,6 +7,7 @@ bits of the mean, order independence, the refusals at the exact bounds, and the 
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import numpy as np
@@ -65,6 +66,8 @@ def test_defaults_and_names_are_the_documented_ones() -> None:
     assert AggregatorSpec() == AggregatorSpec(HELD, 1024.0, 1048576)
     assert not AggregatorSpec().streams and AggregatorSpec(FIXED_POINT).streams
     assert not AggregatorSpec("fixed-point-v2").streams
+    with pytest.raises(dataclasses.FrozenInstanceError):  # a strategy's declaration cannot drift mid-run
+        AggregatorSpec().bound = 1.0  # type: ignore[misc]
 
 
 def test_scale_at_the_defaults_for_the_documented_round_sizes() -> None:
@@ -235,6 +238,8 @@ def test_values_at_the_bound_are_accepted_and_just_outside_rejected_with_the_val
             acc.add({"w": np.array([0.0, value, 1.0], np.float32)}, 1)
     with pytest.raises(InvalidUpdate, match="w has a value -9.5 outside"):  # the low one is named first
         acc.add({"w": np.array([9.5, -9.5, 0.0], np.float32)}, 1)
+    with pytest.raises(InvalidUpdate, match="w has a value 9.5 outside"):  # a low one at -B is inside
+        acc.add({"w": np.array([9.5, -8.0, 0.0], np.float32)}, 1)
     assert (acc.count, acc.total_weight) == (1, 1)
     assert acc.mean()["w"].tolist() == [-8.0, 8.0, 0.0]
 
