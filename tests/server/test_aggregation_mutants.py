@@ -248,6 +248,8 @@ def test_a_streamed_fedavg_round_is_the_fixed_point_mean_with_the_held_metrics()
     assert aggregation.streaming
     assert _same_bits(weights, reference.mean())
     assert metrics == aggregate_round(_fedavg(), 1, 0, updates, DEFINITION)[1]
+    with pytest.raises(FlonnxError, match=r"the mean was already taken"):  # the accumulator was released
+        aggregation.finish()
 
 
 def test_the_streamed_train_metrics_are_aggregated_in_client_key_order_under_the_round_seed() -> None:
