@@ -196,6 +196,11 @@ def test_weights_that_do_not_fit_the_definition_are_refused() -> None:
     with pytest.raises(InvalidUpdate, match=r"^round 3 aggregate does not match definition [0-9a-f]{12}: "
                                             r"tensor 'l2.b': expected dtype float32, got int64$"):
         aggregate_round(Recording(answer=ints), 3, 0, _updates(2), DEFINITION)
+    # only floats of another width are cast: booleans, unsigned and complex numbers are not floats
+    for dtype in (np.bool_, np.uint8, np.complex64):
+        with pytest.raises(InvalidUpdate, match=rf"expected dtype float32, got {np.dtype(dtype).name}$"):
+            aggregate_round(Recording(answer={**WEIGHTS, "l2.b": np.zeros(2, dtype)}), 3, 0, _updates(2),
+                            DEFINITION)
     with pytest.raises(InvalidUpdate, match="unexpected tensors not in the definition: extra$"):
         aggregate_round(Recording(answer={**WEIGHTS, "extra": np.zeros(2)}), 3, 0, _updates(2), DEFINITION)
     with pytest.raises(InvalidUpdate, match=r"tensor 'l1.b': 1 non-finite values"):
