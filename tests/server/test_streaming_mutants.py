@@ -282,6 +282,8 @@ def test_arrays_must_keep_the_first_updates_names_shapes_and_kind() -> None:
         acc.add({"w": np.zeros((2, 3), np.float32)}, 1)
     with pytest.raises(InvalidUpdate, match=r"^w has shape \(3, 2\), the round folds \(2, 3\)$"):
         acc.add({"w": np.zeros((3, 2), np.float32), "b": np.zeros(3, np.float32)}, 1)
+    with pytest.raises(InvalidUpdate, match=r"^w has shape \(2, 2\), the round folds \(2, 3\)$"):
+        acc.add({"w": np.zeros((2, 2), np.float32), "b": np.zeros(3, np.float32)}, 1)
     assert (acc.count, acc.total_weight) == (1, 1)
 
 
