@@ -292,6 +292,10 @@ def test_only_float_arrays_are_averaged() -> None:
 
     with pytest.raises(InvalidUpdate, match=r"^w is int64; fixed-point-v1 averages float arrays only$"):
         acc.add({"w": np.zeros(3, np.int64)}, 1)
+    for dtype in ("bool", "complex64", "uint8"):  # kinds on either side of "f"
+        with pytest.raises(InvalidUpdate, match=rf"^w is {dtype}; fixed-point-v1 averages float arrays "
+                                                r"only$"):
+            acc.add({"w": np.zeros(3, dtype)}, 1)
     acc.add({"v": np.ones(3, np.float64)}, 2)  # a rejected first update fixed nothing
     assert acc.mean()["v"].tolist() == [1.0, 1.0, 1.0]
 
