@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 
 import numpy as np
 import pytest
@@ -66,6 +67,8 @@ def test_defaults_and_names_are_the_documented_ones() -> None:
     assert AggregatorSpec() == AggregatorSpec(HELD, 1024.0, 1048576)
     assert not AggregatorSpec().streams and AggregatorSpec(FIXED_POINT).streams
     assert not any(AggregatorSpec(name).streams for name in ("fixed-point-v0", "fixed-point-v2", "", "zz"))
+    read = json.loads('"fixed-point-v1"')  # a name read from a record: equal, not the same object
+    assert read is not FIXED_POINT and AggregatorSpec(read).streams
     with pytest.raises(dataclasses.FrozenInstanceError):  # a strategy's declaration cannot drift mid-run
         AggregatorSpec().bound = 1.0  # type: ignore[misc]
 
