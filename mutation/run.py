@@ -47,6 +47,7 @@ MODULES: dict[str, list[str]] = {
     "server/streaming.py": ["tests/server/test_streaming_mutants.py"],
     # test_streaming.py's comparisons with the held path need a torch export
     "server/aggregation.py": ["tests/server/test_aggregation_mutants.py"],
+    "exchange/definition.py": ["tests/exchange/test_definition_mutants.py"],
 }
 
 PACKAGES = ("exchange", "server", "client", "simulations")
