@@ -8,6 +8,7 @@ per run); these tests build their models with ``onnx.helper`` so that each mutan
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -19,6 +20,8 @@ from onnx import TensorProto, helper
 from flonnx.exchange import definition as module
 from flonnx.exchange.definition import (
     ALLOWED_DOMAINS,
+    MAX_MODEL_BYTES,
+    MAX_NODES,
     MAX_TENSOR_ELEMENTS,
     Definition,
     TensorSpec,
@@ -540,6 +543,7 @@ def test_sparse_initializers_are_refused() -> None:
     ([("", 17), ("com.evil", 1)], "", "['com.evil']"),
     ([("", 17)], "com.evil", "['com.evil']"),
     ([("", 17), ("b.evil", 1), ("a.evil", 1)], "", "['a.evil', 'b.evil']"),
+    ([("", 17), ("com.evil", 1)], "com.evil", "['com.evil']"),
 ])
 def test_operator_domains_outside_onnx_and_the_models_functions_are_refused(
         opsets: list[tuple[str, int]], node_domain: str, bad: str) -> None:
@@ -994,8 +998,10 @@ def test_what_is_not_a_small_constant_is_not_followed() -> None:
     check_graph(_shape_model(cos, inits=[malformed]))
     assert module._small(external) is None
     assert module._small(malformed) is None
-    two = helper.make_node("Split", ["a"], ["s", "t"])
+    two = helper.make_node("Identity", ["a"], ["s", "t"])
     other_domain = helper.make_node("Identity", ["a"], ["s"], domain="local")
+    two_constant = helper.make_node("Constant", [], ["s", "t"], value=_ints("s", [LIMIT + 1]))
+    assert "s" not in module._int_constants(_shape_model(two_constant).graph)
     for node in (two, other_domain):
         assert "s" not in module._int_constants(_shape_model(_const("a", [LIMIT + 1]), node).graph)
     # a Constant of another attribute, a constant that does not broadcast, an op that is not followed
@@ -1027,3 +1033,73 @@ def test_small_constants_keep_their_values() -> None:
     assert module._elements([2, -3, 4]) == 0
     assert module._elements([]) == 1
     assert module._elements([3, 5]) == 15
+
+
+def test_the_limits_have_their_documented_values() -> None:
+    assert (MAX_MODEL_BYTES, MAX_NODES, MAX_TENSOR_ELEMENTS) == (512 * 1024 * 1024, 65_536, 2**28)
+    for function in (load_model_bytes, Definition.from_bytes):
+        assert inspect.signature(function).parameters["max_bytes"].default == MAX_MODEL_BYTES
+
+
+def test_the_text_check_never_reads_a_tensors_data() -> None:
+    # raw_data may be 512 MiB: the check reads a tensor's text fields (and its metadata) only
+    fields = {f.name for f in module._TENSOR_TEXT_FIELDS}
+    assert fields == {"name", "doc_string", "external_data", "metadata_props"}
+
+
+def test_external_data_is_refused_before_the_domains_are_looked_at() -> None:
+    model = _mlp()
+    model.graph.initializer[0].data_location = TensorProto.EXTERNAL
+    model.opset_import.append(helper.make_opsetid("com.evil", 1))
+    values = helper.make_tensor("v", TensorProto.FLOAT, [1], [1.0])
+    model.graph.sparse_initializer.add().values.CopyFrom(values)
+
+    with pytest.raises(InvalidModel, match=r"^initializer 'w' is stored as external data"):
+        load_model_bytes(model.SerializeToString())
+    model.graph.initializer[0].data_location = TensorProto.DEFAULT
+    with pytest.raises(InvalidModel, match=r"^sparse initializers are not supported$"):
+        load_model_bytes(model.SerializeToString())
+
+
+def test_weights_whose_data_does_not_match_their_dims_are_refused() -> None:
+    model = _mlp()
+    model.graph.initializer[1].dims[0] = 4  # b: 3 values
+
+    with pytest.raises(InvalidModel, match=r"^an initializer's data does not match its dims or dtype: "):
+        Definition.from_model(model)
+
+
+def test_constants_are_followed_past_nodes_that_are_not() -> None:
+    # a node that is not folded, and one whose fold fails, come before the shape that is followed
+    model = _shape_model(_const("a", [1 << 14]), _const("b", [(1 << 14) + 1]), _const("c", [1, 2, 3]),
+                         _const("d", [1, 2]),
+                         helper.make_node("Neg", ["a"], ["n"]),
+                         helper.make_node("Add", ["a", "x"], ["p"]),
+                         helper.make_node("Add", ["c", "d"], ["q"]),  # does not broadcast
+                         helper.make_node("Add", ["c", "a", "x"], ["r"]),  # a third input is not read
+                         helper.make_node("Concat", ["a", "b"], ["s"], axis=0),
+                         helper.make_node("ConstantOfShape", ["s"], ["y"], name="big"),
+                         inputs=[helper.make_tensor_value_info("x", TensorProto.INT64, [1])])
+    consts = module._int_constants(model.graph)
+
+    assert sorted(consts) == ["a", "b", "c", "d", "r", "s"]
+    assert list(consts["r"]) == [1 + (1 << 14), 2 + (1 << 14), 3 + (1 << 14)]
+    _refused(model, _produce(LIMIT + (1 << 14)))
+
+
+def test_a_name_after_an_omitted_output_is_defined() -> None:
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
+    model = _model([helper.make_node("Dropout", ["x"], ["", "m"]),
+                    helper.make_node("Cast", ["m"], ["y"], to=1)], [x])
+
+    check_graph(model)
+
+
+def test_finiteness_is_not_asked_of_an_array_that_is_not_numbers() -> None:
+    definition, _ = Definition.from_model(_mlp())
+    text = np.array(["a", "b", "c"])
+
+    with pytest.raises(InvalidUpdate) as info:
+        definition.validate({"w": _weights()["w"], "b": text})
+
+    assert info.value.problems == [f"tensor 'b': expected dtype float32, got {text.dtype.name}"]
