@@ -388,17 +388,22 @@ def test_materialize_validates_first() -> None:
      ["missing tensors: b (expected float32[3]), w (expected float32[3, 2])"]),
     (lambda w: w.update(z=np.zeros(1), a=np.zeros(1)), ["unexpected tensors not in the definition: a, z"]),
     (lambda w: w.update(b=w["b"].astype(np.float64)), ["tensor 'b': expected dtype float32, got float64"]),
+    (lambda w: w.update(b=w["b"].astype(np.float16)),
+     ["tensor 'b': expected dtype float32, got float16"]),
     (lambda w: w.update(b=w["b"].astype(">f4")), ["tensor 'b': expected dtype <f4, got >f4"]),
     (lambda w: w.update(w=w["w"].T), ["tensor 'w': expected shape [3, 2], got [2, 3]"]),
     (lambda w: w.update(w=w["w"].astype(np.float64).T),
      ["tensor 'w': expected dtype float32, got float64", "tensor 'w': expected shape [3, 2], got [2, 3]"]),
     (lambda w: w["b"].__setitem__(slice(0, 2), [np.nan, -np.inf]),
      ["tensor 'b': 2 non-finite values (NaN or inf)"]),
+    (lambda w: w["w"].__setitem__(slice(0, 1), np.nan), ["tensor 'w': 2 non-finite values (NaN or inf)"]),
+    (lambda w: w["w"].__setitem__((slice(None), 0), np.inf),
+     ["tensor 'w': 3 non-finite values (NaN or inf)"]),
     (lambda w: (w.pop("w"), w.update(z=np.zeros(1)), w["b"].__setitem__(0, np.inf)),
      ["missing tensors: w (expected float32[3, 2])", "unexpected tensors not in the definition: z",
       "tensor 'b': 1 non-finite values (NaN or inf)"]),
-], ids=["missing", "missing-two", "extra", "dtype", "byte-order", "shape", "dtype-and-shape", "non-finite",
-        "all"])
+], ids=["missing", "missing-two", "extra", "dtype", "float16", "byte-order", "shape", "dtype-and-shape",
+        "non-finite", "non-finite-row", "non-finite-column", "all"])
 def test_invalid_weights_are_refused_listing_every_problem(change: Callable[[dict[str, Any]], object],
                                                            problems: list[str]) -> None:
     definition, _ = Definition.from_model(_mlp())
@@ -920,6 +925,9 @@ def test_pad_is_not_followed_without_a_shape_matching_pads_or_with_axes() -> Non
     check_graph(_shape_model(helper.make_node("Pad", ["x"], ["y"]), inputs=[x]), operators=False)
     _refused(_shape_model(_const("p", pads), _const("v", [0]),
                           helper.make_node("Pad", ["x", "p", "v"], ["y"]), inputs=[x]), r"would produce")
+    data = TensorProto(name="x", data_type=TensorProto.INT64, dims=[4, 4], int64_data=[1] * 16)
+    _refused(_shape_model(_const("p", pads), _const("v", [1]),
+                          helper.make_node("Pad", ["x", "p", "v"], ["y"]), inits=[data]), r"would produce")
     _refused(_shape_model(_const("p", pads), helper.make_node("Pad", ["x", "p", ""], ["y"], name="big"),
                           inputs=[x]), _produce((4 + LIMIT) ** 2))
 
@@ -954,7 +962,7 @@ def test_arithmetic_on_constants_is_followed(op: str, a: list[int], b: list[int]
 
 @pytest.mark.parametrize("op", ["Identity", "Cast", "Squeeze", "Unsqueeze", "Reshape"])
 def test_unary_shape_plumbing_passes_the_constant_through(op: str) -> None:
-    inputs = ["s"] if op in ("Identity", "Cast") else ["s", "k"]
+    inputs = ["s", "k"]  # Identity and Cast have one input: a second one is not what they pass on
     model = _shape_model(_const("s", [1 << 14, (1 << 14) + 1]), _const("k", [2]),
                          helper.make_node(op, inputs, ["t"]),
                          helper.make_node("ConstantOfShape", ["t"], ["y"]))
@@ -1073,6 +1081,8 @@ def test_constants_are_followed_past_nodes_that_are_not() -> None:
     # a node that is not folded, and one whose fold fails, come before the shape that is followed
     model = _shape_model(_const("a", [1 << 14]), _const("b", [(1 << 14) + 1]), _const("c", [1, 2, 3]),
                          _const("d", [1, 2]),
+                         helper.make_node("Identity", ["a"], ["i1", "i2"]),
+                         helper.make_node("Identity", ["a"], ["i3"], domain="local"),
                          helper.make_node("Neg", ["a"], ["n"]),
                          helper.make_node("Add", ["a", "x"], ["p"]),
                          helper.make_node("Add", ["c", "d"], ["q"]),  # does not broadcast
@@ -1084,7 +1094,8 @@ def test_constants_are_followed_past_nodes_that_are_not() -> None:
 
     assert sorted(consts) == ["a", "b", "c", "d", "r", "s"]
     assert list(consts["r"]) == [1 + (1 << 14), 2 + (1 << 14), 3 + (1 << 14)]
-    _refused(model, _produce(LIMIT + (1 << 14)))
+    with pytest.raises(InvalidModel, match=_produce(LIMIT + (1 << 14))):
+        check_graph(model, operators=False)  # local::Identity is not a function of this model
 
 
 def test_a_name_after_an_omitted_output_is_defined() -> None:
@@ -1103,3 +1114,112 @@ def test_finiteness_is_not_asked_of_an_array_that_is_not_numbers() -> None:
         definition.validate({"w": _weights()["w"], "b": text})
 
     assert info.value.problems == [f"tensor 'b': expected dtype float32, got {text.dtype.name}"]
+
+
+def _scan(body_weight: float, noise: bool) -> onnx.ModelProto:
+    w = helper.make_tensor("k", TensorProto.FLOAT, [1], [body_weight])
+    body = helper.make_graph([helper.make_node("Mul", ["s", "k"], ["o"])], "body",
+                             [helper.make_tensor_value_info("s", TensorProto.FLOAT, [1])],
+                             [helper.make_tensor_value_info("o", TensorProto.FLOAT, [1])], [w])
+    if noise:
+        body.doc_string = "body doc"
+        body.node[0].doc_string = "body node doc"
+        body.initializer[0].doc_string = "body tensor doc"
+    node = helper.make_node("Scan", ["x"], ["y"], num_scan_inputs=1)
+    attr = node.attribute.add()
+    attr.name, attr.type = "body", onnx.AttributeProto.GRAPHS
+    attr.graphs.append(body)
+    return _model([node], [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])])
+
+
+def test_the_graphs_of_a_graphs_attribute_are_canonicalised_and_keep_their_initializers() -> None:
+    plain = Definition.from_model(_scan(2.0, noise=False))[0]
+
+    assert Definition.from_model(_scan(2.0, noise=True))[0].id == plain.id
+    assert Definition.from_model(_scan(3.0, noise=False))[0].id != plain.id
+    body = plain.proto.graph.node[0].attribute[0].graphs[0]
+    assert (body.doc_string, body.node[0].doc_string, list(body.initializer[0].float_data)) == ("", "", [2.0])
+
+
+def test_a_tensor_spec_is_immutable_and_hashable() -> None:
+    spec = Definition.from_model(_mlp())[0].specs["w"]
+
+    with pytest.raises(AttributeError):
+        spec.name = "other"  # type: ignore[misc]
+    assert {spec: 1}[TensorSpec("w", np.dtype(np.float32), (3, 2))] == 1
+
+
+def test_range_reads_the_first_value_of_each_constant() -> None:
+    model = _shape_model(_const("a", [0, 5]), _const("b", [LIMIT + 1, 5]), _const("c", [1, 5]),
+                         helper.make_node("Range", ["a", "b", "c"], ["y"], name="big"))
+
+    _refused(model, _produce(LIMIT + 1))
+
+
+def test_constant_of_shape_reads_its_first_input() -> None:
+    model = _shape_model(_const("s", [2, 2]), _const("t", [LIMIT + 1, 0]),
+                         helper.make_node("ConstantOfShape", ["s", "t"], ["y"]))
+
+    check_graph(model)
+
+
+def test_nodes_without_outputs_are_not_constants() -> None:
+    model = _shape_model(helper.make_node("Constant", [], [], value=_ints("s", [1])),
+                         helper.make_node("Constant", [], [], value_ints=[1]),
+                         _const("a", [1]), helper.make_node("Identity", ["a"], []))
+
+    assert sorted(module._int_constants(model.graph)) == ["a"]
+    check_graph(model)
+
+
+def test_many_inputs_and_many_dims_are_counted_exactly() -> None:
+    # counts above 256 are not the same int object: compared by value
+    inputs = [helper.make_tensor_value_info(f"x{i}", TensorProto.FLOAT, [1]) for i in range(300)]
+    check_graph(_model([helper.make_node("Sum", [f"x{i}" for i in range(300)], ["y"])], inputs))
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2] * 200)
+    pad = helper.make_node("Pad", ["x"], ["y"], name="big", pads=[0] * 400)
+    _refused(_model([pad], [x]), _produce(1 << 200))
+
+
+def test_an_equal_dtype_is_accepted_whatever_object_describes_it() -> None:
+    definition, _ = Definition.from_model(_mlp())
+    float32 = np.dtype(np.float32, metadata={"from": "elsewhere"})
+
+    definition.validate({"w": np.zeros((3, 2), float32), "b": np.zeros(3, float32)})
+
+
+def test_pad_reads_its_pads_attribute_among_others() -> None:
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 4])
+    node = helper.make_node("Pad", ["x"], ["y"], name="big")
+    node.attribute.extend([helper.make_attribute("value", 0.0),
+                           helper.make_attribute("pads", [0, 0, LIMIT, 0]),
+                           helper.make_attribute("mode", "constant")])
+
+    _refused(_model([node], [x]), _produce((LIMIT + 4) * 4))
+
+
+def test_pad_adds_each_axis_its_own_pads() -> None:
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 3])
+    pads = [1 << 3, 1 << 5, 1 << 7, 1 << 9, 1 << 11, 1 << 13]
+    elements = (1 + 8 + 512) * (2 + 32 + 2048) * (3 + 128 + 8192)
+    model = _shape_model(_const("p", pads), helper.make_node("Pad", ["x", "p"], ["y"], name="big"),
+                         inputs=[x])
+
+    _refused(model, _produce(elements))
+
+
+@pytest.mark.parametrize("domain", ["aaa", "com.x"])
+def test_an_onnx_operator_in_another_domain_is_refused_by_the_graph_check(domain: str) -> None:
+    model = _model([helper.make_node("Relu", ["x"], ["y"], domain=domain)],
+                   [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])])
+
+    _refused(model, rf"^node 0 \(Relu\): operator {domain}::Relu is not an ONNX operator nor a function")
+
+
+def test_a_constant_of_another_attribute_is_not_followed() -> None:
+    sparse = helper.make_sparse_tensor(_ints("v", [LIMIT + 1]), _ints("i", [0]), [1])
+    model = _shape_model(helper.make_node("Constant", [], ["s"], sparse_value=sparse),
+                         helper.make_node("ConstantOfShape", ["s"], ["y"]))
+
+    assert "s" not in module._int_constants(model.graph)
+    check_graph(model)
