@@ -183,6 +183,11 @@ _FOLDABLE = {
 }
 
 
+#: Folded integers are kept within int64's range (a dim beyond every limit): squaring a 2**62 in 30 ``Mul``
+#: nodes would otherwise take gigabytes, and ``Range`` converts its bounds to float.
+_FOLD_BOUND = 1 << 63
+
+
 def _small(tensor: TensorProto) -> np.ndarray | None:
     if _elements(tensor.dims) > 64 or tensor.external_data:
         return None
@@ -223,6 +228,8 @@ def _int_constants(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
         except Exception:  # noqa: BLE001 - shapes that do not broadcast are not followed
             continue
         if value.size <= 64:
+            if value.dtype == object:  # Python ints: a chain of Mul must not grow them without bound
+                value = np.clip(value, -_FOLD_BOUND, _FOLD_BOUND)
             out[node.output[0]] = value
     return out
 

@@ -946,7 +946,7 @@ def test_shape_ops_of_another_domain_are_not_followed() -> None:
     ("Sub", [LIMIT + 5], [4], [LIMIT + 1]),
     ("Mul", [1 << 14, 1 << 14], [1, 2], [1 << 14, 1 << 15]),
     ("Concat", [1 << 14], [(1 << 14) + 1], [1 << 14, (1 << 14) + 1]),
-    ("Mul", [1 << 62], [4], [1 << 64]),  # Python ints: no wrap-around to 0 in int64
+    ("Mul", [1 << 62], [4], [1 << 63]),  # Python ints, no wrap-around to 0 in int64 (and bounded)
 ])
 def test_arithmetic_on_constants_is_followed(op: str, a: list[int], b: list[int], shape: list[int]) -> None:
     node = helper.make_node(op, ["a", "b"], ["s"])
@@ -1223,3 +1223,22 @@ def test_a_constant_of_another_attribute_is_not_followed() -> None:
 
     assert "s" not in module._int_constants(model.graph)
     check_graph(model)
+
+
+def _squares(levels: int, *tail: onnx.NodeProto) -> onnx.ModelProto:
+    nodes = [_const("a0", [1 << 62]),
+             *(helper.make_node("Mul", [f"a{i}", f"a{i}"], [f"a{i + 1}"]) for i in range(levels)), *tail]
+    return _shape_model(*nodes)
+
+
+def test_folded_integers_stay_within_int64s_range() -> None:
+    # found by review: 2**62 squared in a chain of Mul grew without bound (30 nodes: gigabytes), and a
+    # Range over such a bound raised OverflowError (a foreign exception) converting it to float
+    assert module._int_constants(_squares(12).graph)["a12"].tolist() == [1 << 63]
+    assert module._int_constants(_shape_model(_const("a", [-(1 << 62)]), _const("b", [4]), helper.make_node(
+        "Mul", ["a", "b"], ["c"])).graph)["c"].tolist() == [-(1 << 63)]
+    model = _squares(5, _const("z", [0]), _const("one", [1]),
+                     helper.make_node("Range", ["z", "a5", "one"], ["y"], name="big"))
+
+    with pytest.raises(InvalidModel, match=_produce(1 << 63)):
+        load_model_bytes(model.SerializeToString())
