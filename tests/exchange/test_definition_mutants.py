@@ -1253,3 +1253,12 @@ def test_a_subgraph_input_may_shadow_an_outer_name() -> None:
                    [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 1])])
 
     check_graph(model)
+
+
+def test_an_omitted_input_stays_omitted_whatever_the_graph_names() -> None:
+    # a hostile initializer named "" does not make the empty name (an omitted input) unavailable
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
+    inits = [helper.make_tensor("", TensorProto.FLOAT, [1], [0.0]),
+             helper.make_tensor("m", TensorProto.FLOAT, [], [1.0])]
+
+    check_graph(_model([helper.make_node("Clip", ["x", "", "m"], ["y"])], [x], inits))
