@@ -1262,3 +1262,25 @@ def test_an_omitted_input_stays_omitted_whatever_the_graph_names() -> None:
              helper.make_tensor("m", TensorProto.FLOAT, [], [1.0])]
 
     check_graph(_model([helper.make_node("Clip", ["x", "", "m"], ["y"])], [x], inits))
+
+
+def test_a_constant_is_read_from_its_value_attribute_only() -> None:
+    # a tensor under another attribute name is not what the Constant produces (runtimes read by name)
+    hidden = helper.make_attribute("aaa", _ints("t", [LIMIT + 1]))
+    node = helper.make_node("Constant", [], ["s"])
+    node.attribute.append(hidden)
+    model = _shape_model(node, helper.make_node("ConstantOfShape", ["s"], ["y"]))
+
+    assert "s" not in module._int_constants(model.graph)
+    check_graph(model, operators=False)
+
+
+def test_shape_ops_with_too_few_or_non_constant_inputs_are_not_followed() -> None:
+    # whatever their other inputs hold: a constant beside a non-constant one is not a shape
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])
+    for op in ("Expand", "Tile"):
+        check_graph(_shape_model(helper.make_node(op, [], ["y"])), operators=False)
+    check_graph(_shape_model(_const("p", [0, LIMIT]), helper.make_node("ConstantOfShape", ["x", "p"], ["y"]),
+                             inputs=[x]))
+    check_graph(_shape_model(_const("b", [0, LIMIT]), _const("c", [1]),
+                             helper.make_node("Range", ["x", "b", "c"], ["y"]), inputs=[x]))
