@@ -195,6 +195,8 @@ def _small(tensor: TensorProto) -> np.ndarray | None:
         value = numpy_helper.to_array(tensor)
     except Exception:  # noqa: BLE001 - malformed data is reported where it is decoded
         return None
+    if value.dtype.kind not in "iubf":  # text (or complex) is no shape nor bound: not followed
+        return None
     # Python ints: a product of huge dims must not wrap around in int64
     return value.reshape(-1).astype(object) if value.dtype.kind in "iub" else value.reshape(-1)
 

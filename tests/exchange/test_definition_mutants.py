@@ -1284,3 +1284,17 @@ def test_shape_ops_with_too_few_or_non_constant_inputs_are_not_followed() -> Non
                              inputs=[x]))
     check_graph(_shape_model(_const("b", [0, LIMIT]), _const("c", [1]),
                              helper.make_node("Range", ["x", "b", "c"], ["y"]), inputs=[x]))
+
+
+@pytest.mark.parametrize("nodes", [
+    [helper.make_node("ConstantOfShape", ["s"], ["y"])],
+    [helper.make_node("Identity", ["s"], ["t"]), helper.make_node("ConstantOfShape", ["t"], ["y"])],
+    [helper.make_node("Range", ["s", "s", "s"], ["y"])],
+], ids=["shape", "folded", "range"])
+def test_a_text_constant_is_not_followed(nodes: list[onnx.NodeProto]) -> None:
+    # found by review: int(b"abc") and float(b"abc") raised ValueError, a foreign exception
+    text = TensorProto(name="s", data_type=TensorProto.STRING, dims=[1], string_data=[b"abc"])
+    model = _shape_model(*nodes, inits=[text])
+
+    assert "s" not in module._int_constants(model.graph)
+    assert len(load_model_bytes(model.SerializeToString()).graph.node) == len(nodes)
