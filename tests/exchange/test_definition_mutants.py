@@ -464,6 +464,8 @@ def test_a_received_definition_must_hash_to_the_announced_id() -> None:
     message = rf"^received definition hashes to {definition.id[:12]}, the sender announced {'0' * 12}$"
     with pytest.raises(InvalidModel, match=message):
         Definition.from_bytes(data, expected_id="0" * 64)
+    with pytest.raises(InvalidModel, match=rf"^received definition hashes to {definition.id[:12]}, "):
+        Definition.from_bytes(data, expected_id="f" * 64)
 
 
 def _garbled(path: Callable[[onnx.ModelProto], Any], field: str) -> bytes:
@@ -921,6 +923,8 @@ def test_pad_is_not_followed_without_a_shape_matching_pads_or_with_axes() -> Non
 
     check_graph(_shape_model(_const("p", pads), helper.make_node("Pad", ["x", "p"], ["y"]), inputs=[unknown]))
     check_graph(_shape_model(_const("p", pads), helper.make_node("Pad", ["x", "p"], ["y"]), inputs=[three]))
+    longer = _const("p", [*pads, 0, 0])
+    check_graph(_shape_model(longer, helper.make_node("Pad", ["x", "p"], ["y"]), inputs=[x]))
     check_graph(_shape_model(_const("p", pads), _const("ax", [0, 1]),
                              helper.make_node("Pad", ["x", "p", "", "ax"], ["y"]), inputs=[x]))
     check_graph(_shape_model(helper.make_node("Pad", ["x"], ["y"]), inputs=[x]), operators=False)
@@ -1280,7 +1284,7 @@ def test_shape_ops_with_too_few_or_non_constant_inputs_are_not_followed() -> Non
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])
     for op in ("Expand", "Tile"):
         check_graph(_shape_model(helper.make_node(op, [], ["y"])), operators=False)
-    check_graph(_shape_model(_const("p", [0, LIMIT]), helper.make_node("ConstantOfShape", ["x", "p"], ["y"]),
+    check_graph(_shape_model(_const("p", [2, LIMIT]), helper.make_node("ConstantOfShape", ["x", "p"], ["y"]),
                              inputs=[x]))
     check_graph(_shape_model(_const("b", [0, LIMIT]), _const("c", [1]),
                              helper.make_node("Range", ["x", "b", "c"], ["y"]), inputs=[x]))
@@ -1298,3 +1302,28 @@ def test_a_text_constant_is_not_followed(nodes: list[onnx.NodeProto]) -> None:
 
     assert "s" not in module._int_constants(model.graph)
     assert len(load_model_bytes(model.SerializeToString()).graph.node) == len(nodes)
+
+
+def test_a_folded_float_is_not_clipped() -> None:
+    # only Python ints are bounded: an infinite Range bound stays infinite, and is not followed
+    def scalar(name: str, value: float) -> onnx.NodeProto:
+        return helper.make_node("Constant", [], [name],
+                                value=helper.make_tensor(name, TensorProto.FLOAT, [], [value]))
+
+    model = _shape_model(scalar("inf", float("inf")), scalar("zero", 0.0), scalar("c", 1.0),
+                         helper.make_node("Add", ["zero", "zero"], ["a"]),
+                         helper.make_node("Add", ["inf", "zero"], ["b"]),
+                         helper.make_node("Range", ["a", "b", "c"], ["y"]))
+
+    assert module._int_constants(model.graph)["a"].tolist() == [0.0]
+    check_graph(model)
+
+
+def test_values_that_are_not_floats_are_not_checked_for_finiteness() -> None:
+    definition, _ = Definition.from_model(_mlp())
+    times = np.array(["NaT", 1, 2], dtype="m8[s]")
+
+    with pytest.raises(InvalidUpdate) as info:
+        definition.validate({"w": _weights()["w"], "b": times})
+
+    assert info.value.problems == [f"tensor 'b': expected dtype float32, got {times.dtype.name}"]
