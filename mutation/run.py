@@ -48,6 +48,7 @@ MODULES: dict[str, list[str]] = {
     # test_streaming.py's comparisons with the held path need a torch export
     "server/aggregation.py": ["tests/server/test_aggregation_mutants.py"],
     "exchange/definition.py": ["tests/exchange/test_definition_mutants.py"],
+    "exchange/registry.py": ["tests/exchange/test_registry_mutants.py"],
 }
 
 PACKAGES = ("exchange", "server", "client", "simulations")
