@@ -6,6 +6,7 @@ registry stores, returns, refuses and what ``verify`` names, for mutation testin
 
 from __future__ import annotations
 
+import json
 import shutil
 import sqlite3
 import tempfile
@@ -15,12 +16,21 @@ from typing import Any
 
 import numpy as np
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from onnx import TensorProto, helper
 
 from flonnx.exchange.definition import Definition
 from flonnx.exchange.errors import LineageError, RegistryError, RunLocked
 from flonnx.exchange.lineage import VersionKind, VersionRecord
-from flonnx.exchange.registry import Registry, retention_horizon, strategy_state_id
+from flonnx.exchange.registry import (
+    Evaluation,
+    Registry,
+    recorded_key,
+    retention_horizon,
+    run_record_problems,
+    strategy_state_id,
+)
+from flonnx.exchange.signing import Signer
 
 SHM = Path("/dev/shm")
 
@@ -61,13 +71,13 @@ class Run:
     """A registry with one run: round 0 (initial) and ``rounds`` rounds of two updates + aggregate."""
 
     def __init__(self, root: Path, rounds: int = 1, config: dict[str, Any] | None = None,
-                 registry: Registry | None = None) -> None:
+                 registry: Registry | None = None, signer: Signer | None = None) -> None:
         self.registry = registry or Registry(root)
         reg = self.registry
         self.run_id = reg.create_run("tiny", 3, config or {"rounds": rounds})
         reg.put_definition(DEFINITION)
         self.initial = VersionRecord(VersionKind.INITIAL, 0, DEFINITION.id, reg.put_weights(WEIGHTS))
-        reg.commit(self.run_id, [self.initial], head_round=0, head=self.initial.version_id)
+        reg.commit(self.run_id, [self.initial], head_round=0, head=self.initial.version_id, signer=signer)
         self.rounds: dict[int, tuple[VersionRecord, VersionRecord, VersionRecord]] = {}
         head = self.initial
         for rnd in range(1, rounds + 1):
@@ -78,7 +88,7 @@ class Run:
                               num_examples=5)
             agg = VersionRecord(VersionKind.AGGREGATE, rnd, DEFINITION.id, reg.put_weights(_w(-rnd)),
                                 parents=(a.version_id, b.version_id), strategy="fedavg")
-            reg.commit(self.run_id, [a, b, agg], head_round=rnd, head=agg.version_id)
+            reg.commit(self.run_id, [a, b, agg], head_round=rnd, head=agg.version_id, signer=signer)
             self.rounds[rnd] = (a, b, agg)
             head = agg
 
@@ -368,7 +378,9 @@ def test_verify_names_a_changed_blob_a_missing_one_and_a_missing_definition(tmp:
     _blob(reg, DEFINITION.id).unlink()
     problems = reg.verify(run.run_id)[1]
     assert sum(p.startswith(f"definition blob {DEFINITION.id[:12]}: ") for p in problems) == 1
-    with pytest.raises(RegistryError, match=f"more\\); `flonnx lineage verify --run {run.run_id}`"):
+    more = len(problems) - 1
+    with pytest.raises(RegistryError, match=f"cannot be replayed: .* \\(and {more} more\\); `flonnx lineage "
+                                            f"verify --run {run.run_id}` lists every problem"):
         reg.check_intact(run.run_id, "replayed")
 
 
@@ -550,3 +562,458 @@ def test_prune_deletes_let_go_updates_but_keeps_blobs_still_referenced(tmp: Path
     assert all(reg.blobs.exists(r.weights_id) for r in run.rounds[3])
     assert reg.prune(run.run_id) == []
     assert reg.verify(run.run_id)[1] == []
+
+
+# -- signatures -----------------------------------------------------------------------------------
+
+def _signer(seed: int) -> Signer:
+    return Signer(Ed25519PrivateKey.from_private_bytes(bytes([seed]) * 32))
+
+
+def test_a_signed_run_records_each_signature_and_verifies_with_its_key(tmp: Path) -> None:
+    signer = _signer(1)
+    reg = Registry(tmp / "reg")
+    run = Run(tmp / "reg", config={"signing_key": signer.run_record()}, registry=reg, signer=signer)
+
+    assert reg.signing_keys() == {run.run_id: signer.public}
+    assert reg.signing_keys(run.run_id) == {run.run_id: signer.public}
+    for record in run.records:
+        signature = signer.sign(record.version_id)
+        assert reg.signatures(record.version_id) == {signer.public.fingerprint: signature}
+    assert reg.verify(run.run_id) == (4 + 1 + 4 + 1 + 4, [])  # records, definition, weights, run, signatures
+    assert reg.verify(run.run_id, key=signer.public) == (14, [])
+
+
+def test_verify_names_every_version_a_run_signed_by_another_key_or_not_at_all(tmp: Path) -> None:
+    signer, other = _signer(1), _signer(2)
+    reg = Registry(tmp / "reg")
+    run = Run(tmp / "reg", config={"signing_key": signer.run_record()}, registry=reg, signer=signer)
+    unsigned = Run(tmp / "reg", registry=reg)
+    fp, ofp = signer.public.fingerprint[:16], other.public.fingerprint[:16]
+    a = run.rounds[1][0]
+    _sql(reg, "DELETE FROM version_signatures WHERE version_id = ?", run.initial.version_id)
+    _sql(reg, "UPDATE version_signatures SET signature = ? WHERE version_id = ?",
+         signer.sign(run.initial.version_id), a.version_id)
+
+    assert reg.verify(run.run_id)[1] == [
+        f"run {run.run_id} version {run.initial.version_id[:12]} (initial, round 0): missing signature by "
+        f"key {fp}",
+        f"run {run.run_id} version {a.version_id[:12]} (client_update, round 1): bad signature: it does not "
+        f"verify with key {fp}"]
+    assert reg.verify(unsigned.run_id) == (9, [])
+    problems = reg.verify(run.run_id, key=other.public)[1]
+    assert problems[0] == f"run {run.run_id}: recorded signing key {fp}, not the given key {ofp}"
+    assert problems[2] == (f"run {run.run_id} version {a.version_id[:12]} (client_update, round 1): signed "
+                           "by "
+                           f"another key ({fp}), not by {ofp}")
+    assert len(problems) == 5
+    assert len(reg.verify(unsigned.run_id, key=other.public)[1]) == 4
+
+
+def test_a_malformed_recorded_key_is_named_and_left_out(tmp: Path) -> None:
+    signer = _signer(1)
+    reg = Registry(tmp / "reg")
+    table = reg.create_run("t", 0, {"signing_key": "abc"})
+    wrong = reg.create_run("t", 0, {"signing_key": {**signer.run_record(), "fingerprint": "f" * 64}})
+    empty = reg.create_run("t", 0, {"signing_key": {}})
+
+    assert recorded_key({"signing_key": {"public_key": signer.public.hex}}) == signer.public
+    assert recorded_key({}) is None
+    assert reg.signing_keys() == {wrong: signer.public}
+    problems = reg.verify()[1]
+    assert sorted(problems) == sorted([
+        f"run {table}: its recorded signing key is not a table",
+        f"run {wrong}: its recorded signing key hashes to fingerprint {signer.public.fingerprint[:16]}, "
+        "not its "
+        f"recorded fingerprint {'f' * 16}",
+        f"run {empty}: an Ed25519 public key is 64 hex digits (32 bytes)"])
+    with pytest.raises(RegistryError, match=f"run {table}: its recorded signing key is not a table in "):
+        reg.run(table)
+
+
+# -- run records ----------------------------------------------------------------------------------
+
+def _spec_config(**spec: Any) -> dict[str, Any]:
+    from flonnx.exchange.hashing import canonical_json, sha256_hex
+
+    canonical = {"name": "tiny", "seed": 3, "rounds": 1, "min-train-nodes": 2,
+                 "data": {"source": {"sha256": "0" * 64, "suffix": ".csv"}, "label": "y"}}
+    return {"spec": {**canonical, "data": {"source": "train.csv", "label": "y"}, **spec},
+            "spec_canonical": canonical, "spec_id": sha256_hex(canonical_json(canonical))}
+
+
+def test_run_record_problems_name_each_key_the_spec_changed() -> None:
+    sid = _spec_config()["spec_id"][:12]
+    differs = f"run r: the spec it runs with differs from its recorded spec (spec id {sid}) at "
+
+    assert run_record_problems("r", "tiny", 3, _spec_config()) == []
+    assert run_record_problems("r", "tiny", 3, _spec_config(rounds=9, **{"min-train-nodes": 1},
+                                                            description="d")) == []
+    assert run_record_problems("r", "tiny", 3, _spec_config(seed=4, data={"label": "z", "x": 1})) == [
+        differs + "seed, data.label, data.source, data.x"]
+    assert run_record_problems("r", "tiny", 3, _spec_config(data={"source": 5, "label": "y"})) == [
+        differs + "data.source"]
+    assert run_record_problems("r", "tiny", 3, _spec_config(data="x")) == [differs + "data"]
+    assert run_record_problems("r", "tiny", 3, {**_spec_config(), "spec": None}) == [differs + "spec"]
+    missing = _spec_config()
+    del missing["spec"]["name"]
+    assert run_record_problems("r", "tiny", 3, missing) == [differs + "name"]
+    assert run_record_problems("r", "other", 4, _spec_config()) == [
+        "run r: its name and seed ('other', 4) are not its recorded spec's ('tiny', 3)"]
+    assert run_record_problems("r", "tiny", 3, {"spec_canonical": [1], "spec_id": sha256_of([1])}) == [
+        "run r: recorded spec is not a table"]
+    assert run_record_problems("r", "tiny", 3, {"spec_canonical": {"a": 1.5e400}})[0].startswith(
+        "run r: recorded spec has no canonical form (")
+    assert run_record_problems("r", "tiny", 3, {**_spec_config(), "spec_id": "9" * 64})[0] == (
+        f"run r: recorded spec re-hashes to {sid}, not its spec id {'9' * 12}")
+    assert run_record_problems("r", "x", 0, {"signing_key": "k"}) == [
+        "run r: its recorded signing key is not a table"]
+    assert run_record_problems("r", "x", 0, {**_spec_config(), "signing_key": "k"}) == [
+        "run r: its name and seed ('x', 0) are not its recorded spec's ('tiny', 3)",
+        "run r: its recorded signing key is not a table"]
+
+
+def sha256_of(value: Any) -> str:
+    from flonnx.exchange.hashing import canonical_json, sha256_hex
+
+    return sha256_hex(canonical_json(value))
+
+
+# -- opening --------------------------------------------------------------------------------------
+
+def test_a_new_registry_is_made_whole_and_a_reopen_migrates_nothing(tmp: Path) -> None:
+    from flonnx.exchange import _schema as schema
+
+    made = Registry(tmp / "reg")
+
+    assert made.migrated == list(range(1, schema.LATEST + 1)) and made.schema_version == schema.LATEST
+    assert not made.read_only
+    assert [p.name for p in (tmp / "reg").iterdir() if "registry.db" in p.name and "tmp" in p.name] == []
+    again = Registry(tmp / "reg", create=False, migrate=True)
+    assert again.migrated == [] and not again.read_only
+    assert Registry(tmp / "reg", create=False).read_only
+
+
+def test_of_two_processes_making_one_registry_the_second_opens_the_firsts(
+        tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import flonnx.exchange.registry as registry_module
+
+    first: list[Registry] = []
+    calls: list[str] = []
+
+    def meanwhile(name: str) -> None:
+        calls.append(name)
+        if name == "database.before_link" and len(calls) == 1:
+            first.append(Registry(tmp / "reg"))  # another process makes it first
+
+    monkeypatch.setattr(registry_module, "crash_point", meanwhile)
+    second = Registry(tmp / "reg")
+
+    assert first[0].migrated != [] and second.migrated == []
+    run_id = first[0].create_run("x", 0, {})
+    assert second.resolve_run(None) == run_id
+    assert [p.name for p in (tmp / "reg").iterdir() if p.name.endswith((".tmp", "-wal", "-shm"))
+            and p.name.startswith(".")] == []
+
+
+def test_a_database_url_needs_its_blobs_and_a_file(tmp: Path) -> None:
+    url = f"sqlite:///{tmp}/db/registry.db"
+
+    for blobs in (None, ""):
+        with pytest.raises(RegistryError, match="is a database URL: say where its blobs live too"):
+            Registry(url, blobs=blobs)
+    with pytest.raises(RegistryError, match="a SQLite registry needs a file, not sqlite:///:memory:"):
+        Registry("sqlite:///:memory:", blobs=tmp / "b")
+    missing = f"no flonnx registry at {url} \\(no file {tmp}/db/registry.db\\)"
+    with pytest.raises(RegistryError, match=missing):
+        Registry(url, blobs=tmp / "b", create=False)
+    assert not (tmp / "db").exists()
+
+    reg = Registry(url, blobs=tmp / "b")
+    run_id = reg.create_run("x", 0, {})
+    with reg.lock_run(run_id):
+        assert (tmp / "db" / "locks" / f"{run_id}.lock").exists() and reg.is_being_written(run_id)
+    assert reg.root is None and reg.location == url and reg.blobs.put(b"x") == sha256_of_bytes(b"x")
+    assert (tmp / "b").is_dir()
+    assert Registry(url, blobs=tmp / "b", create=False).runs()[0].run_id == run_id
+
+
+def sha256_of_bytes(data: bytes) -> str:
+    from flonnx.exchange.hashing import sha256_hex
+
+    return sha256_hex(data)
+
+
+def test_a_database_without_flonnx_tables_or_of_another_schema_is_refused(tmp: Path) -> None:
+    from flonnx.exchange import _schema as schema
+
+    (tmp / "empty").mkdir()
+    sqlite3.connect(tmp / "empty" / "registry.db").close()
+    with pytest.raises(RegistryError, match="the database has no flonnx tables"):
+        Registry(tmp / "empty", create=False)
+
+    reg = Registry(tmp / "reg")
+    reg.close()
+    _sql(reg, "INSERT INTO flonnx_schema (version, applied_at, description) VALUES (?, 'x', 'x')",
+         schema.LATEST + 1)
+    with pytest.raises(RegistryError, match=f"has schema version {schema.LATEST + 1}, newer than"):
+        Registry(tmp / "reg")
+    _sql(reg, "DELETE FROM flonnx_schema WHERE version >= ?", schema.LATEST)
+    with pytest.raises(RegistryError, match=f"has schema version {schema.LATEST - 1} \\(made by an older "
+                                            f"flonnx\\) and this flonnx needs version {schema.LATEST}; .*"
+                                            f"`flonnx lineage migrate --registry {tmp}/reg`"):
+        Registry(tmp / "reg", create=False)
+    url = f"sqlite:///{tmp}/reg/registry.db"
+    with pytest.raises(RegistryError, match=f"--registry {url} --blobs …`"):
+        Registry(url, blobs=tmp / "reg" / "blobs", create=False)
+
+
+# -- evaluations ----------------------------------------------------------------------------------
+
+def test_an_evaluation_record_is_canonical_and_a_malformed_one_refused() -> None:
+    evaluation = Evaluation("r", "v", "site:a", {"b": 1, "a": 0.5})
+
+    assert evaluation.to_dict() == {"run_id": "r", "version_id": "v", "source": "site:a",
+                                     "metrics": {"a": 0.5, "b": 1.0}, "failed_reason": None}
+    assert list(evaluation.to_dict()["metrics"]) == ["a", "b"]
+    assert Evaluation.from_dict(evaluation.to_dict()) == evaluation
+    assert Evaluation.from_dict({**evaluation.to_dict(), "failed_reason": 3}).failed_reason == "3"
+    whole = evaluation.to_dict()
+    for broken in ({}, {**whole, "metrics": {"a": "x"}}, {**whole, "metrics": 1}):
+        with pytest.raises(LineageError, match="malformed evaluation record"):
+            Evaluation.from_dict(broken)
+
+
+def test_verify_names_each_way_an_evaluation_row_can_be_wrong(tmp: Path) -> None:
+    run = Run(tmp / "reg")
+    reg = run.registry
+    other = Run(tmp / "reg", registry=reg)
+    agg = run.rounds[1][2].version_id
+    reg.add_evaluation(run.run_id, agg, "site:a", {"acc": 0.75})
+    reg.add_evaluation(run.run_id, agg, "site:b", {"acc": 0.5})
+    reg.add_evaluation(run.run_id, agg, "site:c", {"acc": 0.25})
+    spaced = json.dumps(Evaluation(run.run_id, agg, "site:a", {"acc": 0.75}).to_dict(), indent=1)
+    _sql(reg, "UPDATE evaluations SET record_json = ?, evaluation_id = ? WHERE source = 'site:a'",
+         spaced, sha256_of_bytes(spaced.encode()))
+    _sql(reg, "UPDATE evaluations SET record_json = '{', evaluation_id = ? WHERE source = 'site:b'",
+         sha256_of_bytes(b"{"))
+    _sql(reg, "UPDATE evaluations SET source = 'site:z' WHERE source = 'site:c'")
+    label = f"run {run.run_id} evaluation of version {agg[:12]} by"
+
+    problems = reg.verify(run.run_id)[1]
+
+    assert problems[0] == f"{label} 'site:a': its record is not in canonical form"
+    assert problems[1].startswith(f"{label} 'site:b': unreadable record (")
+    assert problems[2] == f"{label} 'site:z': its row disagrees with its record"
+    assert len(problems) == 3
+    assert reg.verify(other.run_id)[1] == []
+
+
+
+# -- more reads and refusals ----------------------------------------------------------------------
+
+def test_a_snapshot_keeps_reading_what_was_committed_when_it_began(tmp: Path) -> None:
+    run = Run(tmp / "reg")
+    reg = run.registry
+    writer = Registry(tmp / "reg")
+    extra = VersionRecord(VersionKind.AGGREGATE, 2, DEFINITION.id, run.initial.weights_id,
+                          parents=(run.rounds[1][2].version_id,))
+
+    with reg.snapshot():
+        before = reg.heads(run.run_id)
+        writer.commit(run.run_id, [extra], head_round=2, head=extra.version_id)
+        with reg.snapshot():
+            assert reg.heads(run.run_id) == before
+            assert len(reg.versions(run.run_id)) == 4
+        assert reg.run(run.run_id).last_round == 1
+
+    assert reg.heads(run.run_id)[2] == extra.version_id and reg.run(run.run_id).last_round == 2
+
+
+def test_a_run_id_is_its_creation_time_and_a_random_suffix(tmp: Path) -> None:
+    import re
+
+    reg = Registry(tmp / "reg")
+    ids = {reg.create_run("x", 0, {}) for _ in range(3)}
+
+    assert len(ids) == 3 and all(re.fullmatch(r"\d{8}-\d{6}-[0-9a-f]{6}", i) for i in ids)
+    for info in reg.runs():
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", info.created_at)
+        assert info.created_at[:4] + info.created_at[5:7] + info.created_at[8:10] == info.run_id[:8]
+    made = Run(tmp / "reg", registry=reg)
+    stored = reg.versions(made.run_id)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", stored[0].created_at)
+
+
+def test_two_runs_of_one_spec_share_versions_each_with_its_own_order(tmp: Path) -> None:
+    reg = Registry(tmp / "reg")
+    first = Run(tmp / "reg", registry=reg)
+    second = Run(tmp / "reg", rounds=2, registry=reg)
+    _sql(reg, "UPDATE run_versions SET created_at = '2000-01-01' WHERE run_id = ?", second.run_id)
+
+    assert [s.record for s in reg.versions(second.run_id)] == second.records
+    assert reg.stored_version(first.initial.version_id).run_id == second.run_id  # recorded first
+    mine = reg.stored_version(first.initial.version_id, first.run_id)
+    assert (mine.run_id, mine.seq, mine.created_at != "2000-01-01") == (first.run_id, 0, True)
+    assert reg.verify() == (7 + 1 + 7, [])  # each version row and blob once, whichever runs share it
+
+
+def test_commit_to_an_unknown_run_is_a_registry_error_naming_it(tmp: Path) -> None:
+    run = Run(tmp / "reg")
+    reg = run.registry
+
+    with pytest.raises(RegistryError, match=f"cannot record versions of run nope in {tmp}/reg: FOREIGN KEY"):
+        reg.commit("nope", [run.initial])
+
+
+def test_stored_blobs_are_checked_against_their_ids_when_read(tmp: Path) -> None:
+    reg = Registry(tmp / "reg")
+    wrong = "ab" * 32
+    reg.blobs.put(DEFINITION.canonical_bytes, blob_id=wrong)
+    reg.put_weights(_w(1), weights_id=wrong)  # already stored: nothing written
+
+    assert _blob(reg, wrong).read_bytes() == DEFINITION.canonical_bytes
+    with pytest.raises(LineageError, match=f"definition blob abababababab re-hashes to {DEFINITION.id[:12]}"):
+        reg.get_definition(wrong)
+    for data, name in ((b"x", "JSONDecodeError"), (b"[1]", "TypeError"), (b"{}", "KeyError")):
+        state = reg.blobs.put(data)
+        with pytest.raises(LineageError, match=f"strategy state blob {state[:12]} is malformed: {name}: "):
+            reg.get_state(state)
+    assert reg.put_weights(_w(1)) == reg.put_weights(_w(1), weights_id=reg.put_weights(_w(1)))
+
+
+def test_blobs_can_live_elsewhere_and_be_written_compressed(tmp: Path) -> None:
+    from flonnx.exchange.blobstore import COMPRESSED_SUFFIX
+
+    reg = Registry(tmp / "reg", blobs=tmp / "elsewhere", compress=True)
+    blob_id = reg.put_weights(_w(1))
+
+    assert _blob(reg, blob_id).with_name(blob_id + COMPRESSED_SUFFIX).exists()
+    assert (tmp / "elsewhere").is_dir() and not (tmp / "reg" / "blobs").exists()
+    assert Registry(tmp / "plain", blobs="").blobs.put(b"x") and (tmp / "plain" / "blobs").is_dir()
+
+
+def test_verify_names_an_unreadable_definition_and_an_evaluation_of_another_runs_version(tmp: Path) -> None:
+    run = Run(tmp / "reg")
+    reg = run.registry
+    garbage = reg.blobs.put(b"not onnx")
+    odd = VersionRecord(VersionKind.AGGREGATE, 2, garbage, run.initial.weights_id,
+                        parents=(run.rounds[1][2].version_id,))
+    reg.commit(run.run_id, [odd])
+    stranger = reg.create_run("x", 0, {})
+    agg = run.rounds[1][2].version_id
+    evaluation = Evaluation(stranger, agg, "site:q", {"acc": 1.0})
+    _sql(reg, "INSERT INTO evaluations (run_id, version_id, source, evaluation_id, record_json) "
+              "VALUES (?, ?, ?, ?, ?)", stranger, agg, "site:q", evaluation.evaluation_id,
+         evaluation.canonical_bytes().decode())
+
+    problems = reg.verify(run.run_id)[1]
+    assert len(problems) == 1 and problems[0].startswith(f"definition blob {garbage[:12]}: ")
+    assert reg.verify(stranger) == (1, [f"run {stranger} evaluation by 'site:q': version {agg[:12]} is not "
+                                        "a version of the run"])
+
+
+def test_prune_keeps_what_another_run_keeps_and_verify_still_reports_it(tmp: Path) -> None:
+    reg = Registry(tmp / "reg")
+    pruned = Run(tmp / "reg", rounds=3, config=RETAIN_ONE, registry=reg)
+    keeper = Run(tmp / "reg", rounds=3, registry=reg)
+    alone = Run(tmp / "reg", rounds=2, registry=reg)
+    assert [r.version_id for r in keeper.records] == [r.version_id for r in pruned.records]
+
+    assert reg.prune(pruned.run_id) == [] and reg.prune(keeper.run_id) == []
+    assert reg.prune(alone.run_id) == []
+    a1 = pruned.rounds[1][0]
+    _blob(reg, a1.weights_id).unlink()
+    problems = reg.verify(pruned.run_id)[1]
+    assert len(problems) == 1 and problems[0].startswith(f"version {a1.version_id[:12]} ")
+
+
+def test_prune_deletes_nothing_while_a_state_is_unreadable_or_an_orphan_row_shares_a_blob(tmp: Path) -> None:
+    run = Run(tmp / "reg", rounds=3, config=RETAIN_ONE)
+    reg = run.registry
+    a1, b1, _ = run.rounds[1]
+    stray = VersionRecord(VersionKind.CLIENT_UPDATE, 1, DEFINITION.id, b1.weights_id,
+                          parents=(run.initial.version_id,), client="z")
+    reg.commit(run.run_id, [stray])
+    _sql(reg, "DELETE FROM run_versions WHERE version_id = ?", stray.version_id)  # recorded by no run
+    state = reg.blobs.put(b"{}")
+    _sql(reg, "INSERT INTO strategy_states (run_id, round, state_id) VALUES (?, 3, ?)", run.run_id, state)
+
+    assert reg.prune(run.run_id) == []
+
+    _sql(reg, "DELETE FROM strategy_states")
+    assert reg.prune(run.run_id) == sorted([a1.weights_id, *(r.weights_id for r in run.rounds[2][:2])])
+    assert reg.blobs.exists(b1.weights_id)
+
+
+def _older(registry: Registry) -> None:
+    """Make ``registry`` one made before the newest migration (the evaluations table)."""
+    from flonnx.exchange import _schema as schema
+
+    registry.close()
+    _sql(registry, "DROP TABLE evaluations")
+    _sql(registry, "DELETE FROM flonnx_schema WHERE version = ?", schema.LATEST)
+
+
+def test_an_older_registry_is_migrated_by_a_writer_and_not_by_a_reader(tmp: Path) -> None:
+    from flonnx.exchange import _schema as schema
+
+    run = Run(tmp / "reg")
+    _older(run.registry)
+    with pytest.raises(RegistryError, match="a read-only open never migrates"):
+        Registry(tmp / "reg", create=False)
+    writer = Registry(tmp / "reg")
+    assert writer.migrated == [schema.LATEST] and writer.schema_version == schema.LATEST
+    assert [s.record for s in writer.versions(run.run_id)] == run.records
+
+    _older(writer)
+    resumer = Registry(tmp / "reg", create=False, migrate=True)
+    assert resumer.migrated == [schema.LATEST] and not resumer.read_only
+    assert Registry(tmp / "reg", create=False).migrated == []
+
+
+def test_a_database_that_is_not_one_is_a_registry_error(tmp: Path) -> None:
+    (tmp / "reg").mkdir()
+    (tmp / "reg" / "registry.db").write_bytes(b"not a database" * 100)
+
+    refused = f"cannot open registry database {tmp}/reg: file is not a database"
+    with pytest.raises(RegistryError, match=refused):
+        Registry(tmp / "reg", create=False)
+
+
+def test_a_run_that_keeps_every_update_loses_no_blob_and_a_pruned_run_keeps_the_rest(tmp: Path) -> None:
+    keeps = Run(tmp / "reg", rounds=2)
+    reg = keeps.registry
+    early = VersionRecord(VersionKind.CLIENT_UPDATE, 0, DEFINITION.id, reg.put_weights(_w(7)), client="e")
+    reg.commit(keeps.run_id, [early])
+    assert reg.prune(keeps.run_id) == [] and reg.blobs.exists(early.weights_id)
+
+    pruned = Run(tmp / "reg", rounds=3, config=RETAIN_ONE, registry=reg)
+    shared = {r.weights_id for r in keeps.records}
+    deleted = reg.prune(pruned.run_id)
+    assert deleted == [] and all(reg.blobs.exists(b) for b in shared)  # the same blobs: kept by `keeps`
+    _blob(reg, pruned.initial.weights_id).unlink()
+    problems = reg.verify(pruned.run_id)[1]
+    assert len(problems) == 1
+    assert problems[0].startswith(f"version {pruned.initial.version_id[:12]} (initial, ")
+
+
+def test_verify_shows_what_a_changed_blob_hashes_to(tmp: Path) -> None:
+    from flonnx.exchange.hashing import sha256_hex
+
+    run = Run(tmp / "reg")
+    reg = run.registry
+    a = run.rounds[1][0]
+    for blob_id in (DEFINITION.id, a.weights_id):
+        path = _blob(reg, blob_id)
+        path.write_bytes(path.read_bytes() + b"\0")
+    definition_hash = sha256_hex(_blob(reg, DEFINITION.id).read_bytes())
+    weights_hash = sha256_hex(_blob(reg, a.weights_id).read_bytes())
+
+    problems = reg.verify(run.run_id)[1]
+
+    assert problems == [
+        f"definition blob {DEFINITION.id[:12]} ({_blob(reg, DEFINITION.id)}): content hashes to "
+        f"{definition_hash[:12]}",
+        f"version {a.version_id[:12]} (client_update, round 1): weights blob {a.weights_id[:12]} "
+        f"({_blob(reg, a.weights_id)}): content hashes to {weights_hash[:12]}"]
