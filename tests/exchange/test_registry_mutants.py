@@ -286,14 +286,18 @@ def test_prefixes_resolve_when_unique_and_are_refused_otherwise(tmp: Path) -> No
     assert reg.resolve_run(None) == second
     with pytest.raises(LineageError, match="no version matches 'zz'"):
         reg.resolve_version("zz")
-    with pytest.raises(LineageError, match=r"version prefix '' is ambiguous: (\w{16}, ){4}\w{16}, …"):
+    with pytest.raises(LineageError) as ambiguous:
         reg.resolve_version("")
+    shown = ", ".join(r.version_id[:16] for r in sorted(run.records, key=lambda r: r.version_id)[:5])
+    assert str(ambiguous.value) == f"version prefix '' is ambiguous: {shown}, …"
     with pytest.raises(LineageError, match="no run matches 'x'"):
         reg.resolve_run("x")
     with pytest.raises(LineageError, match="no version 0000000000"):
         reg.record("0" * 64)
-    with pytest.raises(LineageError, match=f"no version 000000000000 of run {run.run_id}"):
+    with pytest.raises(LineageError, match=f"no version 000000000000 of run {run.run_id} in "):
         reg.stored_version("0" * 64, run.run_id)
+    with pytest.raises(LineageError, match=f"^no version 000000000000 in {reg.location}$"):
+        reg.stored_version("0" * 64)
 
 
 def test_the_newest_run_of_an_empty_registry_is_an_error(tmp: Path) -> None:
@@ -396,7 +400,7 @@ def test_verify_names_weights_that_do_not_fit_the_definition(tmp: Path) -> None:
 
     assert len(problems) == 1
     assert problems[0].startswith(f"version {bad.version_id[:12]} (aggregate, round 2): ")
-    assert misfit[:12] in problems[0]
+    assert f"): weights blob {misfit[:12]} does not match definition {DEFINITION.id[:12]}: " in problems[0]
 
 
 def test_verify_names_an_index_column_that_disagrees_and_an_unrecorded_parent(tmp: Path) -> None:
@@ -1017,3 +1021,118 @@ def test_verify_shows_what_a_changed_blob_hashes_to(tmp: Path) -> None:
         f"{definition_hash[:12]}",
         f"version {a.version_id[:12]} (client_update, round 1): weights blob {a.weights_id[:12]} "
         f"({_blob(reg, a.weights_id)}): content hashes to {weights_hash[:12]}"]
+
+
+def test_a_trusted_weights_id_stores_the_weights_once(tmp: Path) -> None:
+    from flonnx.exchange.hashing import weights_id
+
+    reg = Registry(tmp / "reg")
+    known = weights_id(_w(3))
+
+    assert reg.put_weights(_w(3), weights_id=known) == known
+    np.testing.assert_array_equal(reg.get_weights(known)["w"], _w(3)["w"])
+
+
+def test_a_run_record_too_deep_or_with_a_long_id_is_named_in_forty_characters(tmp: Path) -> None:
+    reg = Registry(tmp / "reg")
+    long_id = "r" * 30 + "0123456789abcdef"
+    _sql(reg, "INSERT INTO runs (run_id, created_at, scenario, seed, config_json, status) "
+              "VALUES (?, 'now', 'x', 0, ?, 'running')", long_id, "[" * 100_000)
+
+    with pytest.raises(RegistryError) as deep:
+        reg.runs()
+
+    assert str(deep.value).startswith(f"run {long_id[:40]!r} in {reg.location} has an unreadable "
+                                      "record "
+                                      "(RecursionError); `flonnx lineage verify`")
+
+
+def test_prune_lets_go_of_the_round_just_outside_a_one_round_window(tmp: Path) -> None:
+    run = Run(tmp / "reg", rounds=2, config=RETAIN_ONE)
+
+    assert run.registry.prune(run.run_id, newest=True) == sorted(r.weights_id for r in run.rounds[1][:2])
+    assert run.registry.verify(run.run_id)[1] == []
+
+
+@pytest.mark.parametrize("damage", ["missing", b"x", b"[1]", b"{}"])
+def test_prune_deletes_nothing_while_any_saved_state_is_unreadable(tmp: Path,
+                                                                    damage: str | bytes) -> None:
+    run = Run(tmp / "reg", rounds=2, config=RETAIN_ONE)
+    reg = run.registry
+    state = "d" * 64 if isinstance(damage, str) else reg.blobs.put(damage)
+    _sql(reg, "INSERT INTO strategy_states (run_id, round, state_id) VALUES (?, 2, ?)", run.run_id, state)
+
+    assert reg.prune(run.run_id) == []
+
+
+def test_verify_of_every_run_checks_each_evaluation_against_its_own_run(tmp: Path) -> None:
+    run = Run(tmp / "reg")
+    reg = run.registry
+    reg.add_evaluation(run.run_id, run.rounds[1][2].version_id, "site:a", {"acc": 0.5})
+
+    assert reg.verify() == (4 + 1 + 4 + 1, [])
+
+
+def test_one_problem_is_named_alone(tmp: Path) -> None:
+    run = Run(tmp / "reg")
+    reg = run.registry
+    _blob(reg, run.rounds[1][2].weights_id).unlink()
+    (problem,) = reg.verify(run.run_id)[1]
+
+    with pytest.raises(RegistryError) as refused:
+        reg.check_intact(run.run_id)
+
+    assert str(refused.value) == (f"run {run.run_id} in {reg.location} is damaged and cannot be resumed: "
+                                  f"{problem}; `flonnx lineage verify --run {run.run_id}` lists every "
+                                  "problem")
+
+
+def test_verify_of_every_run_checks_signed_runs_after_unsigned_ones(tmp: Path) -> None:
+    signer = _signer(1)
+    reg = Registry(tmp / "reg")
+    unsigned = Run(tmp / "reg", registry=reg)
+    signed = Run(tmp / "reg", config={"signing_key": signer.run_record()}, registry=reg, signer=signer)
+    _sql(reg, "UPDATE runs SET created_at = '2000-01-01' WHERE run_id = ?", unsigned.run_id)
+    _sql(reg, "DELETE FROM version_signatures WHERE version_id = ?", signed.rounds[1][1].version_id)
+
+    assert [info.run_id for info in reg.runs()] == [unsigned.run_id, signed.run_id]
+    assert [p.split(": ")[1] for p in reg.verify()[1]] == [
+        f"missing signature by key {signer.public.fingerprint[:16]}"]
+
+
+def test_verify_goes_on_after_a_record_that_does_not_re_hash(tmp: Path) -> None:
+    run = Run(tmp / "reg")
+    reg = run.registry
+    _sql(reg, "UPDATE versions SET record_json = record_json || ' ' WHERE version_id = ?",
+         run.initial.version_id)
+
+    checked, problems = reg.verify(run.run_id)
+
+    assert checked == 4 + 1 + 3 and len(problems) == 1  # the changed record's blob is not checked
+
+
+def test_verify_names_an_unreadable_or_non_canonical_record_and_one_without_weights(tmp: Path) -> None:
+    from flonnx.exchange.hashing import sha256_hex
+
+    run = Run(tmp / "reg")
+    reg = run.registry
+    loose = VersionRecord(VersionKind.AGGREGATE, 5, DEFINITION.id, run.initial.weights_id)
+    spaced = json.dumps(loose.to_dict(), indent=1)
+    spaced_id, odd_id = sha256_hex(spaced.encode()), sha256_hex(b'{"x": 1}')
+    insert = ("INSERT INTO versions (version_id, kind, round, definition_id, weights_id, record_json) "
+              "VALUES (?, ?, ?, ?, ?, ?)")
+    _sql(reg, insert, spaced_id, "aggregate", 5, DEFINITION.id, run.initial.weights_id, spaced)
+    _sql(reg, insert, odd_id, "aggregate", 6, DEFINITION.id, run.initial.weights_id, '{"x": 1}')
+    empty = VersionRecord(VersionKind.AGGREGATE, 2, DEFINITION.id, "",
+                          parents=(run.rounds[1][2].version_id,))
+    reg.commit(run.run_id, [empty])
+
+    checked, problems = reg.verify()
+
+    unreadable = [p for p in problems if p.startswith(f"version {odd_id[:12]} (aggregate, round 6): "
+                                                     "unreadable record: ")]
+    assert sorted(problems) == sorted([
+        f"version {spaced_id[:12]} (aggregate, round 5): record is not in canonical form",
+        *unreadable, f"version {empty.version_id[:12]} (aggregate, round 2): has no weights"])
+    assert len(unreadable) == 1
+    assert checked == 7 + 1 + 4
