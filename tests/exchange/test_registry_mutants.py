@@ -658,6 +658,13 @@ def test_run_record_problems_name_each_key_the_spec_changed() -> None:
     assert run_record_problems("r", "tiny", 3, _spec_config(data={"source": 5, "label": "y"})) == [
         differs + "data.source"]
     assert run_record_problems("r", "tiny", 3, _spec_config(data="x")) == [differs + "data"]
+    tabled = _spec_config()
+    tabled["spec_canonical"]["cache"] = {"k": 1}
+    tabled["spec"]["cache"] = {"k": 2}
+    tabled["spec_id"] = sha256_of(tabled["spec_canonical"])
+    assert run_record_problems("r", "tiny", 3, tabled) == [  # only the data table is compared key by key
+        f"run r: the spec it runs with differs from its recorded spec (spec id {tabled['spec_id'][:12]}) "
+        "at cache"]
     assert run_record_problems("r", "tiny", 3, {**_spec_config(), "spec": None}) == [differs + "spec"]
     missing = _spec_config()
     del missing["spec"]["name"]
@@ -760,8 +767,9 @@ def test_a_database_without_flonnx_tables_or_of_another_schema_is_refused(tmp: P
     reg.close()
     _sql(reg, "INSERT INTO flonnx_schema (version, applied_at, description) VALUES (?, 'x', 'x')",
          schema.LATEST + 1)
-    with pytest.raises(RegistryError, match=f"has schema version {schema.LATEST + 1}, newer than"):
-        Registry(tmp / "reg")
+    for create in (True, False):
+        with pytest.raises(RegistryError, match=f"has schema version {schema.LATEST + 1}, newer than"):
+            Registry(tmp / "reg", create=create)
     _sql(reg, "DELETE FROM flonnx_schema WHERE version >= ?", schema.LATEST)
     with pytest.raises(RegistryError, match=f"has schema version {schema.LATEST - 1} \\(made by an older "
                                             f"flonnx\\) and this flonnx needs version {schema.LATEST}; .*"
