@@ -675,8 +675,9 @@ def test_run_record_problems_name_each_key_the_spec_changed() -> None:
         "run r: recorded spec is not a table"]
     assert run_record_problems("r", "tiny", 3, {"spec_canonical": {"a": 1.5e400}})[0].startswith(
         "run r: recorded spec has no canonical form (")
-    assert run_record_problems("r", "tiny", 3, {**_spec_config(), "spec_id": "9" * 64})[0] == (
-        f"run r: recorded spec re-hashes to {sid}, not its spec id {'9' * 12}")
+    for wrong in ("0", "f"):  # a spec id below and above the true one
+        assert run_record_problems("r", "tiny", 3, {**_spec_config(), "spec_id": wrong * 64}) == [
+            f"run r: recorded spec re-hashes to {sid}, not its spec id {wrong * 12}"]
     assert run_record_problems("r", "x", 0, {"signing_key": "k"}) == [
         "run r: its recorded signing key is not a table"]
     assert run_record_problems("r", "x", 0, {**_spec_config(), "signing_key": "k"}) == [
