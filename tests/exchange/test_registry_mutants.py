@@ -1145,3 +1145,152 @@ def test_verify_names_an_unreadable_or_non_canonical_record_and_one_without_weig
         *unreadable, f"version {empty.version_id[:12]} (aggregate, round 2): has no weights"])
     assert len(unreadable) == 1
     assert checked == 7 + 1 + 4
+
+
+# -- each id check fails whichever way the wrong id sorts -----------------------------------------
+# (a check written ``actual < expected`` would catch half of all changes: every test below has a
+# wrong id below and one above the true one)
+
+LOW, HIGH = "0" * 64, "f" * 64
+
+
+def _reversed_json(value: dict[str, Any]) -> str:
+    """``value`` as compact JSON with its keys in reverse order: not canonical, and sorting after it."""
+    return json.dumps(dict(sorted(value.items(), reverse=True)), separators=(",", ":"))
+
+
+def test_blobs_under_a_wrong_id_below_or_above_are_refused_when_read(tmp: Path) -> None:
+    from flonnx.exchange.hashing import encode_weights
+
+    reg = Registry(tmp / "reg")
+    state = strategy_state_id(_w(1), {})
+    reg.put_state(_w(1), {})
+    for wrong in (LOW, HIGH):
+        reg.blobs.delete(wrong)
+        reg.blobs.put(encode_weights(_w(1)), blob_id=wrong)
+        with pytest.raises(LineageError, match=f"weights blob {wrong[:12]} does not match its id"):
+            reg.get_weights(wrong)
+        reg.blobs.delete(wrong)
+        reg.blobs.put(DEFINITION.canonical_bytes, blob_id=wrong)
+        with pytest.raises(LineageError, match=f"definition blob {wrong[:12]} re-hashes to"):
+            reg.get_definition(wrong)
+        reg.blobs.delete(wrong)
+        reg.blobs.put(reg.blobs.get(state), blob_id=wrong)
+        with pytest.raises(LineageError, match=f"strategy state blob {wrong[:12]} does not match its id"):
+            reg.get_state(wrong)
+
+
+def test_verify_names_records_and_blobs_under_wrong_ids_below_and_above(tmp: Path) -> None:
+    from flonnx.exchange.hashing import encode_weights
+
+    run = Run(tmp / "reg")
+    reg = run.registry
+    top = run.rounds[1][2].version_id
+    low_w, high_w, low_d, high_d = "1" * 64, "e" * 64, "2" * 64, "d" * 64
+    for blob_id in (low_w, high_w):
+        reg.blobs.put(encode_weights(_w(9)), blob_id=blob_id)
+    for blob_id in (low_d, high_d):
+        reg.blobs.put(DEFINITION.canonical_bytes, blob_id=blob_id)
+    first = VersionRecord(VersionKind.AGGREGATE, 2, low_d, high_w, parents=(top,))
+    second = VersionRecord(VersionKind.AGGREGATE, 3, high_d, low_w, parents=(top,))
+    reg.commit(run.run_id, [first, second])
+    record = run.rounds[1][0]
+    for wrong in (LOW, HIGH):
+        _sql(reg, "INSERT INTO versions (version_id, kind, round, definition_id, weights_id, record_json) "
+                  "VALUES (?, 'client_update', 1, ?, ?, ?)", wrong, DEFINITION.id, record.weights_id,
+             record.canonical_bytes().decode())
+        with pytest.raises(RegistryError, match=f"version {wrong[:12]} in .* does not match its id"):
+            reg.record(wrong)
+
+    problems = reg.verify()[1]
+
+    for wrong in (LOW, HIGH):
+        assert sum(p.startswith(f"version {wrong[:12]} (client_update, round 1): record re-hashes to ")
+                   for p in problems) == 1
+    for blob_id in (low_d, high_d):
+        assert sum(p.startswith(f"definition blob {blob_id[:12]} (") for p in problems) == 1
+    for blob_id, version in ((high_w, first), (low_w, second)):
+        assert sum(p.startswith(f"version {version.version_id[:12]} (aggregate, round {version.round}): "
+                                f"weights blob {blob_id[:12]} (") for p in problems) == 1
+    assert len(problems) == 6
+
+
+def test_verify_names_non_canonical_records_that_sort_before_or_after_their_canonical_form(tmp: Path) -> None:
+    from flonnx.exchange.hashing import sha256_hex
+
+    run = Run(tmp / "reg")
+    reg = run.registry
+    agg = run.rounds[1][2].version_id
+    loose = VersionRecord(VersionKind.AGGREGATE, 5, DEFINITION.id, run.initial.weights_id)
+    insert = ("INSERT INTO versions (version_id, kind, round, definition_id, weights_id, record_json) "
+              "VALUES (?, 'aggregate', 5, ?, ?, ?)")
+    forms = [json.dumps(loose.to_dict(), indent=1), _reversed_json(loose.to_dict())]
+    for text in forms:
+        _sql(reg, insert, sha256_hex(text.encode()), DEFINITION.id, run.initial.weights_id, text)
+    reg.add_evaluation(run.run_id, agg, "site:a", {"acc": 0.5})
+    reg.add_evaluation(run.run_id, agg, "site:b", {"acc": 0.5})
+    reg.add_evaluation(run.run_id, agg, "site:c", {"acc": 0.5})
+    reg.add_evaluation(run.run_id, agg, "site:d", {"acc": 0.5})
+    evaluation = Evaluation(run.run_id, agg, "site:a", {"acc": 0.5}).to_dict()
+    spaced, backwards = json.dumps(evaluation, indent=1), _reversed_json(evaluation)
+    _sql(reg, "UPDATE evaluations SET record_json = ?, evaluation_id = ? WHERE source = 'site:a'",
+         spaced, sha256_hex(spaced.encode()))
+    _sql(reg, "UPDATE evaluations SET record_json = ?, evaluation_id = ?, source = 'site:b0' "
+              "WHERE source = 'site:b'", backwards.replace("site:a", "site:b0"),
+         sha256_hex(backwards.replace("site:a", "site:b0").encode()))
+    _sql(reg, "UPDATE evaluations SET evaluation_id = ? WHERE source = 'site:c'", LOW)
+    _sql(reg, "UPDATE evaluations SET evaluation_id = ? WHERE source = 'site:d'", HIGH)
+    label = f"run {run.run_id} evaluation of version {agg[:12]} by"
+
+    problems = reg.verify()[1]
+
+    for text in forms:
+        assert (f"version {sha256_hex(text.encode())[:12]} (aggregate, round 5): record is not in canonical "
+                "form") in problems
+    assert f"{label} 'site:a': its record is not in canonical form" in problems
+    assert f"{label} 'site:b0': its record is not in canonical form" in problems
+    assert sum(p.startswith(f"{label} 'site:c': its record re-hashes to ") for p in problems) == 1
+    assert sum(p.startswith(f"{label} 'site:d': its record re-hashes to ") for p in problems) == 1
+    assert len(problems) == 6
+
+
+def test_rows_that_disagree_with_their_records_either_way_are_named(tmp: Path) -> None:
+    run = Run(tmp / "reg")
+    reg = run.registry
+    a, b, agg = run.rounds[1]
+    _sql(reg, "UPDATE versions SET round = 7 WHERE version_id = ?", a.version_id)
+    _sql(reg, "UPDATE versions SET round = 0 WHERE version_id = ?", b.version_id)
+    for source in ("site:c", "site:x"):
+        reg.add_evaluation(run.run_id, agg.version_id, source, {"acc": 0.5})
+    _sql(reg, "UPDATE evaluations SET source = 'site:a' WHERE source = 'site:c'")
+    _sql(reg, "UPDATE evaluations SET source = 'site:z' WHERE source = 'site:x'")
+    label = f"run {run.run_id} evaluation of version {agg.version_id[:12]} by"
+
+    problems = reg.verify(run.run_id)[1]
+
+    assert sorted(problems) == sorted([
+        f"version {a.version_id[:12]} (client_update, round 7): index columns disagree with the record",
+        f"version {b.version_id[:12]} (client_update, round 0): index columns disagree with the record",
+        f"{label} 'site:a': its row disagrees with its record",
+        f"{label} 'site:z': its row disagrees with its record"])
+
+
+def test_recorded_keys_that_differ_either_way_are_named(tmp: Path) -> None:
+    one, two = _signer(1), _signer(2)
+    reg = Registry(tmp / "reg")
+    runs = {signer: reg.create_run("t", 0, {"signing_key": signer.run_record()}) for signer in (one, two)}
+    wrong = {fp: reg.create_run("t", 0, {"signing_key": {**one.run_record(), "fingerprint": fp * 64}})
+             for fp in ("0", "f")}
+
+    assert run_record_problems("r", "tiny", 3, _spec_config()) == []
+    for fp, run_id in wrong.items():
+        assert reg.verify(run_id)[1] == [
+            f"run {run_id}: its recorded signing key hashes to fingerprint {one.public.fingerprint[:16]}, "
+            f"not its recorded fingerprint {fp * 16}"]
+    for signer, other in ((one, two), (two, one)):
+        assert reg.verify(runs[signer], key=other.public)[1] == [
+            f"run {runs[signer]}: recorded signing key {signer.public.fingerprint[:16]}, not the given key "
+            f"{other.public.fingerprint[:16]}"]
+    for scenario, seed in (("zzz", 3), ("aaa", 3), ("tiny", 2), ("tiny", 4)):
+        assert run_record_problems("r", scenario, seed, _spec_config()) == [
+            f"run r: its name and seed ({scenario!r}, {seed}) are not its recorded spec's ('tiny', 3)"]
