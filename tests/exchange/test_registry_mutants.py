@@ -1105,8 +1105,10 @@ def test_verify_of_every_run_checks_signed_runs_after_unsigned_ones(tmp: Path) -
     _sql(reg, "DELETE FROM version_signatures WHERE version_id = ?", signed.rounds[1][1].version_id)
 
     assert [info.run_id for info in reg.runs()] == [unsigned.run_id, signed.run_id]
-    assert [p.split(": ")[1] for p in reg.verify()[1]] == [
-        f"missing signature by key {signer.public.fingerprint[:16]}"]
+    checked, problems = reg.verify()
+    missing = f"missing signature by key {signer.public.fingerprint[:16]}"
+    assert [p.split(": ")[1] for p in problems] == [missing]
+    assert checked == 4 + 1 + 4 + 1 + 4  # shared records and blobs, the signed run's record, its signatures
 
 
 def test_verify_goes_on_after_a_record_that_does_not_re_hash(tmp: Path) -> None:
