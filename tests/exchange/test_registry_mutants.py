@@ -1296,3 +1296,24 @@ def test_recorded_keys_that_differ_either_way_are_named(tmp: Path) -> None:
     for scenario, seed in (("zzz", 3), ("aaa", 3), ("tiny", 2), ("tiny", 4)):
         assert run_record_problems("r", scenario, seed, _spec_config()) == [
             f"run r: its name and seed ({scenario!r}, {seed}) are not its recorded spec's ('tiny', 3)"]
+
+
+def test_verify_names_a_definition_blob_that_is_a_whole_model_not_its_canonical_form(tmp: Path) -> None:
+    run = Run(tmp / "reg")
+    reg = run.registry
+    whole = reg.blobs.put(DEFINITION.materialize(WEIGHTS).SerializeToString())
+    odd = VersionRecord(VersionKind.AGGREGATE, 2, whole, run.initial.weights_id,
+                        parents=(run.rounds[1][2].version_id,))
+    reg.commit(run.run_id, [odd])
+
+    assert reg.verify(run.run_id)[1] == [f"definition blob {whole[:12]}: not in canonical form"]
+
+
+def test_a_prefix_of_exactly_two_runs_is_ambiguous(tmp: Path) -> None:
+    reg = Registry(tmp / "reg")
+    ids = sorted(reg.create_run("x", 0, {}) for _ in range(2))
+
+    with pytest.raises(LineageError) as ambiguous:
+        reg.resolve_run(ids[0][:4])
+
+    assert str(ambiguous.value) == f"run prefix {ids[0][:4]!r} is ambiguous: {ids[0][:16]}, {ids[1][:16]}, …"
