@@ -659,12 +659,13 @@ def test_run_record_problems_name_each_key_the_spec_changed() -> None:
         differs + "data.source"]
     assert run_record_problems("r", "tiny", 3, _spec_config(data="x")) == [differs + "data"]
     tabled = _spec_config()
-    tabled["spec_canonical"]["cache"] = {"k": 1}
-    tabled["spec"]["cache"] = {"k": 2}
+    for key in ("cache", "strategy-config"):  # tables sorting before and after "data"
+        tabled["spec_canonical"][key] = {"k": 1}
+        tabled["spec"][key] = {"k": 2}
     tabled["spec_id"] = sha256_of(tabled["spec_canonical"])
     assert run_record_problems("r", "tiny", 3, tabled) == [  # only the data table is compared key by key
         f"run r: the spec it runs with differs from its recorded spec (spec id {tabled['spec_id'][:12]}) "
-        "at cache"]
+        "at cache, strategy-config"]
     assert run_record_problems("r", "tiny", 3, {**_spec_config(), "spec": None}) == [differs + "spec"]
     missing = _spec_config()
     del missing["spec"]["name"]
