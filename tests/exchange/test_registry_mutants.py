@@ -1318,3 +1318,14 @@ def test_a_prefix_of_exactly_two_runs_is_ambiguous(tmp: Path) -> None:
         reg.resolve_run(ids[0][:4])
 
     assert str(ambiguous.value) == f"run prefix {ids[0][:4]!r} is ambiguous: {ids[0][:16]}, {ids[1][:16]}, …"
+
+
+def test_a_run_record_reads_back_the_same_whatever_order_its_keys_were_given_in(tmp: Path) -> None:
+    reg = Registry(tmp / "reg")
+    run_id = reg.create_run("x", 0, {"zeta": 1, "alpha": {"b": 2, "a": 1}})
+    assert list(reg.run(run_id).config) == ["alpha", "zeta"]
+
+    reg.update_config(run_id, {"zeta": 2, "beta": 1})
+    assert list(reg.run(run_id).config) == ["beta", "zeta"]
+    reg.annotate_run(run_id, "alpha", 0)
+    assert list(reg.run(run_id).config) == ["alpha", "beta", "zeta"]
