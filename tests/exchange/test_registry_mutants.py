@@ -511,8 +511,9 @@ def test_evaluations_round_trip_replace_and_refuse_foreign_versions(tmp: Path) -
         ("site:a", {"acc": 0.75}, None), ("site:b", {}, "no data")]
     assert first != again == found[1].evaluation_id
     assert reg.evaluations(agg, run_id="other") == [] and reg.evaluations(run.initial.version_id) == []
-    with pytest.raises(LineageError, match="run other did not record it"):
-        reg.add_evaluation("other", agg, "site:a", {"acc": 1.0})
+    for stranger in ("other", "1"):  # run ids sorting after and before the run that recorded it
+        with pytest.raises(LineageError, match=f"run {stranger} did not record it"):
+            reg.add_evaluation(stranger, agg, "site:a", {"acc": 1.0})
     assert reg.verify(run.run_id) == (11, [])
 
 
@@ -1329,3 +1330,17 @@ def test_a_run_record_reads_back_the_same_whatever_order_its_keys_were_given_in(
     assert list(reg.run(run_id).config) == ["beta", "zeta"]
     reg.annotate_run(run_id, "alpha", 0)
     assert list(reg.run(run_id).config) == ["alpha", "beta", "zeta"]
+
+
+def test_a_head_that_is_another_runs_version_is_not_recorded(tmp: Path) -> None:
+    run = Run(tmp / "reg")
+    reg = run.registry
+    other = reg.create_run("y", 1, {})
+    initial = VersionRecord(VersionKind.INITIAL, 0, DEFINITION.id, reg.put_weights(_w(5)))
+    reg.commit(other, [initial], head_round=0, head=initial.version_id)
+    later, earlier = sorted([run.run_id, other], reverse=True)
+    foreign = initial.version_id if later == run.run_id else run.initial.version_id
+    _sql(reg, "UPDATE run_heads SET version_id = ? WHERE run_id = ? AND round = 0", foreign, later)
+
+    assert reg.verify(later)[1] == [f"run {later} round 0: head {foreign[:12]} is not recorded"]
+    assert reg.verify(earlier)[1] == []
