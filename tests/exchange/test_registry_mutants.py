@@ -621,6 +621,7 @@ def test_a_malformed_recorded_key_is_named_and_left_out(tmp: Path) -> None:
     table = reg.create_run("t", 0, {"signing_key": "abc"})
     wrong = reg.create_run("t", 0, {"signing_key": {**signer.run_record(), "fingerprint": "f" * 64}})
     empty = reg.create_run("t", 0, {"signing_key": {}})
+    _sql(reg, "UPDATE runs SET created_at = '2000-01-01' WHERE run_id = ?", table)  # a bad key first
 
     assert recorded_key({"signing_key": {"public_key": signer.public.hex}}) == signer.public
     assert recorded_key({}) is None
@@ -658,6 +659,12 @@ def test_run_record_problems_name_each_key_the_spec_changed() -> None:
         differs + "seed, data.label, data.source, data.x"]
     assert run_record_problems("r", "tiny", 3, _spec_config(data={"source": 5, "label": "y"})) == [
         differs + "data.source"]
+    hashed = _spec_config()
+    hashed["spec_canonical"]["data"]["source"]["size"] = 3  # not only a file's hash and suffix
+    hashed["spec_id"] = sha256_of(hashed["spec_canonical"])
+    assert run_record_problems("r", "tiny", 3, hashed) == [
+        f"run r: the spec it runs with differs from its recorded spec (spec id {hashed['spec_id'][:12]}) "
+        "at data.source"]
     assert run_record_problems("r", "tiny", 3, _spec_config(data="x")) == [differs + "data"]
     tabled = _spec_config()
     for key in ("cache", "strategy-config"):  # tables sorting before and after "data"
@@ -1097,6 +1104,13 @@ def test_one_problem_is_named_alone(tmp: Path) -> None:
                                   f"{problem}; `flonnx lineage verify --run {run.run_id}` lists every "
                                   "problem")
 
+    _blob(reg, run.rounds[1][1].weights_id).unlink()
+    first = reg.verify(run.run_id)[1][0]
+    with pytest.raises(RegistryError) as two:
+        reg.check_intact(run.run_id)
+    assert str(two.value).endswith(f"cannot be resumed: {first} (and 1 more); `flonnx lineage verify --run "
+                                   f"{run.run_id}` lists every problem")
+
 
 def test_verify_of_every_run_checks_signed_runs_after_unsigned_ones(tmp: Path) -> None:
     signer = _signer(1)
@@ -1344,3 +1358,17 @@ def test_a_head_that_is_another_runs_version_is_not_recorded(tmp: Path) -> None:
 
     assert reg.verify(later)[1] == [f"run {later} round 0: head {foreign[:12]} is not recorded"]
     assert reg.verify(earlier)[1] == []
+
+
+def test_an_evaluation_of_a_version_only_another_run_recorded_is_refused(tmp: Path) -> None:
+    reg = Registry(tmp / "reg")
+    mine = Run(tmp / "reg", registry=reg)
+    theirs = reg.create_run("y", 1, {})
+    initial = VersionRecord(VersionKind.INITIAL, 0, DEFINITION.id, reg.put_weights(_w(5)))
+    reg.commit(theirs, [initial])
+
+    pairs = [(mine.run_id, initial.version_id), *((theirs, r.version_id) for r in mine.records)]
+    for run_id, foreign in pairs:
+        with pytest.raises(LineageError, match=f"run {run_id} did not record it"):
+            reg.add_evaluation(run_id, foreign, "site:a", {"acc": 1.0})
+    assert reg.evaluations(initial.version_id) == []
