@@ -895,7 +895,8 @@ def test_stored_blobs_are_checked_against_their_ids_when_read(tmp: Path) -> None
     reg.put_weights(_w(1), weights_id=wrong)  # already stored: nothing written
 
     assert _blob(reg, wrong).read_bytes() == DEFINITION.canonical_bytes
-    with pytest.raises(LineageError, match=f"definition blob abababababab re-hashes to {DEFINITION.id[:12]}"):
+    rehashed = f"^definition blob abababababab re-hashes to {DEFINITION.id[:12]}$"
+    with pytest.raises(LineageError, match=rehashed):
         reg.get_definition(wrong)
     for data, name in ((b"x", "JSONDecodeError"), (b"[1]", "TypeError"), (b"{}", "KeyError")):
         state = reg.blobs.put(data)
@@ -1136,6 +1137,9 @@ def test_verify_goes_on_after_a_record_that_does_not_re_hash(tmp: Path) -> None:
     checked, problems = reg.verify(run.run_id)
 
     assert checked == 4 + 1 + 3 and len(problems) == 1  # the changed record's blob is not checked
+    changed = sha256_of_bytes(run.initial.canonical_bytes() + b" ")
+    assert problems == [f"version {run.initial.version_id[:12]} (initial, round 0): record re-hashes to "
+                        f"{changed[:12]}"]
 
 
 def test_verify_names_an_unreadable_or_non_canonical_record_and_one_without_weights(tmp: Path) -> None:
@@ -1217,7 +1221,8 @@ def test_verify_names_records_and_blobs_under_wrong_ids_below_and_above(tmp: Pat
         _sql(reg, "INSERT INTO versions (version_id, kind, round, definition_id, weights_id, record_json) "
                   "VALUES (?, 'client_update', 1, ?, ?, ?)", wrong, DEFINITION.id, record.weights_id,
              record.canonical_bytes().decode())
-        with pytest.raises(RegistryError, match=f"version {wrong[:12]} in .* does not match its id"):
+        with pytest.raises(RegistryError, match=f"version {wrong[:12]} in .* does not match its id: its "
+                                                f"stored record re-hashes to {record.version_id[:12]}, so"):
             reg.record(wrong)
 
     problems = reg.verify()[1]
@@ -1267,8 +1272,10 @@ def test_verify_names_non_canonical_records_that_sort_before_or_after_their_cano
                 "form") in problems
     assert f"{label} 'site:a': its record is not in canonical form" in problems
     assert f"{label} 'site:b0': its record is not in canonical form" in problems
-    assert sum(p.startswith(f"{label} 'site:c': its record re-hashes to ") for p in problems) == 1
-    assert sum(p.startswith(f"{label} 'site:d': its record re-hashes to ") for p in problems) == 1
+    for source, wrong in (("site:c", LOW), ("site:d", HIGH)):
+        actual = Evaluation(run.run_id, agg, source, {"acc": 0.5}).evaluation_id
+        assert (f"{label} {source!r}: its record re-hashes to {actual[:12]}, not its id {wrong[:12]}"
+                in problems)
     assert len(problems) == 6
 
 
@@ -1372,3 +1379,18 @@ def test_an_evaluation_of_a_version_only_another_run_recorded_is_refused(tmp: Pa
         with pytest.raises(LineageError, match=f"run {run_id} did not record it"):
             reg.add_evaluation(run_id, foreign, "site:a", {"acc": 1.0})
     assert reg.evaluations(initial.version_id) == []
+
+
+def test_a_pruned_update_is_no_loss_whatever_other_runs_recorded(tmp: Path) -> None:
+    run = Run(tmp / "reg", rounds=3, config=RETAIN_ONE)
+    reg = run.registry
+    keeps = reg.create_run("k", 0, {})  # keeps every update, and recorded a version sorting first
+    low = VersionRecord(VersionKind.INITIAL, 0, DEFINITION.id, run.initial.weights_id)
+    _sql(reg, "INSERT INTO versions (version_id, kind, round, definition_id, weights_id, record_json) "
+              "VALUES (?, 'initial', 0, ?, ?, ?)", LOW, DEFINITION.id, run.initial.weights_id,
+         low.canonical_bytes().decode())
+    _sql(reg, "INSERT INTO run_versions (run_id, version_id, seq, created_at) VALUES (?, ?, 0, 'now')",
+         keeps, LOW)
+
+    assert len(reg.prune(run.run_id)) == 4
+    assert reg.verify(run.run_id)[1] == []
