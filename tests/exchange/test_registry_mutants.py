@@ -1394,3 +1394,43 @@ def test_a_pruned_update_is_no_loss_whatever_other_runs_recorded(tmp: Path) -> N
 
     assert len(reg.prune(run.run_id)) == 4
     assert reg.verify(run.run_id)[1] == []
+
+
+def test_a_writing_transaction_holds_the_write_lock_from_its_first_read(
+        tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``annotate_run`` reads the record then writes it: another writer waits for it, never slips between."""
+    import threading
+
+    reg = Registry(tmp / "reg")
+    run_id = reg.create_run("x", 0, {"a": 1})
+    other = Registry(tmp / "reg")
+    inside, done = threading.Event(), threading.Event()
+    failures: list[BaseException] = []
+
+    def write_meanwhile() -> None:
+        inside.wait(10)
+        try:
+            other.set_status(run_id, "failed")
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            failures.append(exc)
+        done.set()
+
+    real = reg._run_config
+
+    def reading(run: str, text: str) -> dict[str, Any]:
+        inside.set()
+        done.wait(0.3)  # a writer that could slip in has written by now
+        return real(run, text)
+
+    writer = threading.Thread(target=write_meanwhile)
+    writer.start()
+    monkeypatch.setattr(reg, "_run_config", reading)
+    try:
+        reg.annotate_run(run_id, "b", 2)
+    finally:
+        writer.join(10)
+    monkeypatch.undo()
+
+    assert failures == []
+    info = reg.run(run_id)
+    assert (info.config, info.status) == ({"a": 1, "b": 2}, "failed")
