@@ -1434,3 +1434,51 @@ def test_a_writing_transaction_holds_the_write_lock_from_its_first_read(
     assert failures == []
     info = reg.run(run_id)
     assert (info.config, info.status) == ({"a": 1, "b": 2}, "failed")
+
+
+def test_what_the_registry_returns_is_immutable(tmp: Path) -> None:
+    import dataclasses
+
+    run = Run(tmp / "reg")
+    reg = run.registry
+    reg.add_evaluation(run.run_id, run.initial.version_id, "site:a", {"acc": 1.0})
+    stored, info = reg.versions(run.run_id)[0], reg.run(run.run_id)
+    evaluation = reg.evaluations(run.initial.version_id)[0]
+
+    for value, field in ((stored, "seq"), (info, "status"), (evaluation, "source")):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(value, field, 0)
+
+
+def test_states_and_signatures_are_read_for_the_exact_run_and_version(tmp: Path) -> None:
+    one, two = _signer(1), _signer(2)
+    reg = Registry(tmp / "reg")
+    versions = {}
+    runs = {}
+    for signer, value in ((one, 5.0), (two, 6.0)):
+        runs[signer] = reg.create_run("x", 0, {"signing_key": signer.run_record()})
+        initial = VersionRecord(VersionKind.INITIAL, 0, DEFINITION.id, reg.put_weights(_w(value)))
+        reg.put_definition(DEFINITION)
+        reg.commit(runs[signer], [initial], head_round=0, head=initial.version_id,
+                   state_id=reg.put_state(_w(value), {"v": value}), signer=signer)
+        versions[signer] = initial.version_id
+
+    for signer in (one, two):
+        assert reg.signatures(versions[signer]) == {signer.public.fingerprint: signer.sign(versions[signer])}
+        assert reg.get_state(str(reg.state_at(runs[signer], 0)))[1] == {"v": 5.0 if signer is one else 6.0}
+        assert reg.state_at(runs[signer], 1) is None
+    later = max(runs.values())
+    _sql(reg, "DELETE FROM strategy_states WHERE run_id = ?", later)
+    assert reg.state_at(later, 0) is None
+
+
+def test_a_run_record_that_is_not_an_object_names_a_long_run_id_in_forty_characters(tmp: Path) -> None:
+    reg = Registry(tmp / "reg")
+    long_id = "r" * 30 + "0123456789abcdef"
+    _sql(reg, "INSERT INTO runs (run_id, created_at, scenario, seed, config_json, status) "
+              "VALUES (?, 'now', 'x', 0, '[1]', 'running')", long_id)
+
+    with pytest.raises(RegistryError) as refused:
+        reg.run(long_id)
+
+    assert str(refused.value) == f"run {long_id[:40]!r} in {reg.location} has a record that is not an object"
