@@ -1482,3 +1482,19 @@ def test_a_run_record_that_is_not_an_object_names_a_long_run_id_in_forty_charact
         reg.run(long_id)
 
     assert str(refused.value) == f"run {long_id[:40]!r} in {reg.location} has a record that is not an object"
+
+
+def test_verify_checks_the_states_of_the_runs_it_is_asked_about(tmp: Path) -> None:
+    reg = Registry(tmp / "reg")
+    first, second = Run(tmp / "reg", registry=reg), Run(tmp / "reg", registry=reg)
+    states = {}
+    for run, value in ((first, 1.0), (second, 2.0)):
+        states[run.run_id] = reg.put_state(_w(value), {"v": value})
+        reg.commit(run.run_id, [], head_round=1, state_id=states[run.run_id])
+    _blob(reg, states[second.run_id]).write_bytes(b"{}")
+
+    assert reg.verify(first.run_id) == (4 + 1 + 4 + 1, [])
+    checked, problems = reg.verify()
+    assert checked == 4 + 1 + 4 + 2 and len(problems) == 1
+    damaged = states[second.run_id]
+    assert problems[0].startswith(f"run {second.run_id} round 1: strategy state {damaged[:12]}: ")
