@@ -242,6 +242,7 @@ def test_a_rejected_update_without_weights_commits_and_verifies(tmp: Path) -> No
     reg.commit(run.run_id, [rejected])
 
     assert reg.record(rejected.version_id) == rejected
+    assert [v.record for v in reg.initial_versions(run.run_id)] == [run.initial]
     assert reg.verify(run.run_id)[1] == []
 
 
@@ -292,7 +293,7 @@ def test_prefixes_resolve_when_unique_and_are_refused_otherwise(tmp: Path) -> No
     assert str(ambiguous.value) == f"version prefix '' is ambiguous: {shown}, …"
     with pytest.raises(LineageError, match="no run matches 'x'"):
         reg.resolve_run("x")
-    with pytest.raises(LineageError, match="no version 0000000000"):
+    with pytest.raises(LineageError, match=f"^no version 000000000000 in {reg.location}$"):
         reg.record("0" * 64)
     with pytest.raises(LineageError, match=f"no version 000000000000 of run {run.run_id} in "):
         reg.stored_version("0" * 64, run.run_id)
@@ -587,6 +588,9 @@ def test_a_signed_run_records_each_signature_and_verifies_with_its_key(tmp: Path
         assert reg.signatures(record.version_id) == {signer.public.fingerprint: signature}
     assert reg.verify(run.run_id) == (4 + 1 + 4 + 1 + 4, [])  # records, definition, weights, run, signatures
     assert reg.verify(run.run_id, key=signer.public) == (14, [])
+    for source in ("site:a", "site:b"):  # 12 items then 4 signatures: a sum, not a bitwise or
+        reg.add_evaluation(run.run_id, run.initial.version_id, source, {"acc": 1.0})
+    assert reg.verify(run.run_id) == (16, [])
 
 
 def test_verify_names_every_version_a_run_signed_by_another_key_or_not_at_all(tmp: Path) -> None:
@@ -874,6 +878,10 @@ def test_two_runs_of_one_spec_share_versions_each_with_its_own_order(tmp: Path) 
     _sql(reg, "UPDATE run_versions SET created_at = '2000-01-01' WHERE run_id = ?", second.run_id)
 
     assert [s.record for s in reg.versions(second.run_id)] == second.records
+    for run in (first, second):  # each run numbers its own versions from 0
+        assert [s.seq for s in reg.versions(run.run_id)] == list(range(len(run.records)))
+    reg.set_status(max(first.run_id, second.run_id), "completed")
+    assert reg.run(min(first.run_id, second.run_id)).status == "running"
     assert reg.stored_version(first.initial.version_id).run_id == second.run_id  # recorded first
     mine = reg.stored_version(first.initial.version_id, first.run_id)
     assert (mine.run_id, mine.seq, mine.created_at != "2000-01-01") == (first.run_id, 0, True)
@@ -1498,3 +1506,14 @@ def test_verify_checks_the_states_of_the_runs_it_is_asked_about(tmp: Path) -> No
     assert checked == 4 + 1 + 4 + 2 and len(problems) == 1
     damaged = states[second.run_id]
     assert problems[0].startswith(f"run {second.run_id} round 1: strategy state {damaged[:12]}: ")
+
+
+def test_each_run_numbers_its_versions_from_zero_whatever_runs_sort_before_it(tmp: Path) -> None:
+    reg = Registry(tmp / "reg")
+    low, high = sorted(reg.create_run("x", 0, {}) for _ in range(2))
+    reg.put_definition(DEFINITION)
+    for run_id, value in ((low, 1.0), (high, 2.0)):
+        initial = VersionRecord(VersionKind.INITIAL, 0, DEFINITION.id, reg.put_weights(_w(value)))
+        reg.commit(run_id, [initial])
+
+    assert [s.seq for s in reg.versions(low)] == [s.seq for s in reg.versions(high)] == [0]
