@@ -1517,3 +1517,21 @@ def test_each_run_numbers_its_versions_from_zero_whatever_runs_sort_before_it(tm
         reg.commit(run_id, [initial])
 
     assert [s.seq for s in reg.versions(low)] == [s.seq for s in reg.versions(high)] == [0]
+
+
+def test_reads_and_writes_by_id_touch_that_run_and_version_only(tmp: Path) -> None:
+    reg = Registry(tmp / "reg")
+    first, second = Run(tmp / "reg", registry=reg), Run(tmp / "reg", registry=reg)
+    low, high = sorted([first.run_id, second.run_id])
+    _sql(reg, "UPDATE run_versions SET created_at = '2000-01-01' WHERE run_id = ?", high)
+    versions = sorted(r.version_id for r in first.records)
+    for version_id in versions:
+        reg.add_evaluation(low, version_id, "site:a", {"acc": 0.5})
+
+    reg.annotate_run(high, "note", 1)
+
+    assert "note" not in reg.run(low).config and reg.run(high).config["note"] == 1
+    assert reg.stored_version(versions[0], low).run_id == low
+    assert reg.stored_version(versions[0], high).run_id == high
+    for version_id in versions:
+        assert [e.version_id for e in reg.evaluations(version_id)] == [version_id]
