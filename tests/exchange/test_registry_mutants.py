@@ -1535,3 +1535,23 @@ def test_reads_and_writes_by_id_touch_that_run_and_version_only(tmp: Path) -> No
     assert reg.stored_version(versions[0], high).run_id == high
     for version_id in versions:
         assert [e.version_id for e in reg.evaluations(version_id)] == [version_id]
+
+
+def test_every_read_by_run_id_sees_that_run_only_whichever_way_the_other_sorts(tmp: Path) -> None:
+    reg = Registry(tmp / "reg")
+    short, long = Run(tmp / "reg", registry=reg), Run(tmp / "reg", rounds=2, registry=reg)
+    for run in (short, long):
+        reg.add_evaluation(run.run_id, run.initial.version_id, f"site:{len(run.rounds)}", {"acc": 1.0})
+        reg.commit(run.run_id, [], head_round=0, state_id=reg.put_state(_w(len(run.rounds)), {}))
+
+    for run in (short, long):
+        rounds = len(run.rounds)
+        reg.update_config(run.run_id, {"rounds": rounds})
+        assert [s.record for s in reg.versions(run.run_id)] == run.records
+        assert sorted(reg.heads(run.run_id)) == list(range(rounds + 1))
+        assert reg.run(run.run_id).last_round == rounds
+        assert [e.source for e in reg.evaluations(run.initial.version_id, run.run_id)] == [f"site:{rounds}"]
+        # records and their blobs, the definition, the state, the evaluation
+        assert reg.verify(run.run_id) == (2 * (3 * rounds + 1) + 1 + 1 + 1, [])
+        assert reg.state_at(run.run_id, 1) is None
+    assert [reg.run(run.run_id).config for run in (short, long)] == [{"rounds": 1}, {"rounds": 2}]
