@@ -1555,3 +1555,21 @@ def test_every_read_by_run_id_sees_that_run_only_whichever_way_the_other_sorts(t
         assert reg.verify(run.run_id) == (2 * (3 * rounds + 1) + 1 + 1 + 1, [])
         assert reg.state_at(run.run_id, 1) is None
     assert [reg.run(run.run_id).config for run in (short, long)] == [{"rounds": 1}, {"rounds": 2}]
+
+
+def test_empty_runs_sorting_first_and_last_see_nothing_of_the_others(tmp: Path) -> None:
+    run = Run(tmp / "reg", rounds=2)
+    reg = run.registry
+    reg.add_evaluation(run.run_id, run.initial.version_id, "site:a", {"acc": 1.0})
+    reg.commit(run.run_id, [], head_round=0, state_id=reg.put_state(_w(0), {}))
+    for empty in ("0", "z"):
+        _sql(reg, "INSERT INTO runs (run_id, created_at, scenario, seed, config_json, status) "
+                  "VALUES (?, 'now', 'x', 0, '{}', 'running')", empty)
+
+    for empty in ("0", "z"):
+        assert reg.heads(empty) == {} and reg.versions(empty) == []
+        info = reg.run(empty)
+        assert (info.last_round, info.head) == (None, None)
+        assert reg.verify(empty) == (0, []) and reg.state_at(empty, 0) is None
+        assert reg.evaluations(run.initial.version_id, empty) == []
+        assert reg.signing_keys(empty) == {empty: None}
