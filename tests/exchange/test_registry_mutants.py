@@ -761,6 +761,7 @@ def test_a_database_url_needs_its_blobs_and_a_file(tmp: Path) -> None:
     assert reg.root is None and reg.location == url and reg.blobs.put(b"x") == sha256_of_bytes(b"x")
     assert (tmp / "b").is_dir()
     assert Registry(url, blobs=tmp / "b", create=False).runs()[0].run_id == run_id
+    assert Registry(url, blobs=tmp / "b").runs()[0].run_id == run_id  # a writer opens it again
 
 
 def sha256_of_bytes(data: bytes) -> str:
