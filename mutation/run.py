@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import functools
 import hashlib
 import json
 import os
@@ -97,6 +98,7 @@ def _config(module: str, tests: list[str], timeout: float) -> str:
 Span = tuple[int, int, int, int]
 
 
+@functools.lru_cache(maxsize=4)  # one module's source, asked about each of its (up to 2,000) mutants
 def _spans(source: str) -> tuple[list[Span], list[Span], list[Span]]:
     """Where annotations, parameter lists and default values are (line, col, end line, end col)."""
     tree = ast.parse(source)
