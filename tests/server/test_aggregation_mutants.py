@@ -104,8 +104,11 @@ def test_configure_round_offers_exactly_the_given_nodes_sampled_under_the_round_
         assert message.metadata.message_type == MessageType.TRAIN
 
 
-def test_outside_a_flower_run_messages_get_a_zero_identity_that_is_removed_after() -> None:
-    assert TaskIdentity._run_id is None  # noqa: SLF001
+def test_outside_a_flower_run_messages_get_a_zero_identity_that_is_removed_after(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # outside a run: an earlier test in the same process may have left an identity set
+    for name in ("_run_id", "_node_id", "_task_id"):
+        monkeypatch.setattr(TaskIdentity, name, None)
 
     (message,) = configure_round(_fedavg(), 1, 0, WEIGHTS, {}, [5])
 
