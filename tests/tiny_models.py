@@ -77,3 +77,13 @@ def function_mlp(features: int = 4, hidden: int = 8, outputs: int = 2, *, seed: 
     model.opset_import.append(helper.make_opsetid("local", 1))
     onnx.checker.check_model(model, full_check=True)
     return model
+
+
+def matmul_definition() -> tuple[Definition, dict[str, np.ndarray]]:
+    """``y = x @ w`` with a fixed 2x3 ``w`` (batch 4): the smallest definition with weights."""
+    w = helper.make_tensor("w", TensorProto.FLOAT, [2, 3], [1.0, -2.0, 0.5, 3.0, 0.25, -1.0])
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 3])], initializer=[w])
+    return Definition.from_model(helper.make_model(graph))

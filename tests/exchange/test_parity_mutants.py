@@ -10,23 +10,18 @@ import dataclasses
 
 import numpy as np
 import pytest
-from onnx import TensorProto, helper
 
 from flonnx.exchange.definition import Definition
 from flonnx.exchange.errors import ParityError
 from flonnx.exchange.ort import probe_inputs
 from flonnx.exchange.parity import DEFAULT_ATOL, DEFAULT_RTOL, ParityReport, check_parity, compare_outputs
+from tests.tiny_models import matmul_definition
 
 INF = float("inf")
 
 
 def _matmul() -> tuple[Definition, dict[str, np.ndarray]]:
-    w = helper.make_tensor("w", TensorProto.FLOAT, [2, 3], [1.0, -2.0, 0.5, 3.0, 0.25, -1.0])
-    graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "w"], ["y"])], "g",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 2])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 3])], initializer=[w])
-    return Definition.from_model(helper.make_model(graph))
+    return matmul_definition()
 
 
 def test_differences_are_the_largest_absolute_and_relative_ones_over_every_output() -> None:

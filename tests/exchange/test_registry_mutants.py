@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from onnx import TensorProto, helper
 
 from flonnx.exchange.definition import Definition
 from flonnx.exchange.errors import LineageError, RegistryError, RunLocked
@@ -31,6 +30,7 @@ from flonnx.exchange.registry import (
     strategy_state_id,
 )
 from flonnx.exchange.signing import Signer
+from tests.tiny_models import matmul_definition
 
 SHM = Path("/dev/shm")
 
@@ -52,12 +52,7 @@ RETAIN_ONE = {"spec": {"registry": {"retention": "last:1"}}}
 
 
 def _definition() -> tuple[Definition, dict[str, np.ndarray]]:
-    w = helper.make_tensor("w", TensorProto.FLOAT, [2, 3], [1.0, -2.0, 0.5, 3.0, 0.25, -1.0])
-    graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "w"], ["y"])], "g",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 2])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 3])], initializer=[w])
-    return Definition.from_model(helper.make_model(graph))
+    return matmul_definition()
 
 
 DEFINITION, WEIGHTS = _definition()

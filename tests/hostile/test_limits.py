@@ -15,7 +15,6 @@ import inspect
 import io
 import json
 import struct
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,6 @@ import numpy as np
 import onnx
 import pytest
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
-from flwr.supercore.task_identity import TaskIdentity
 from onnx import TensorProto, helper
 
 from flonnx.exchange import check, definition, hashing, models, npy, signed_export, wire
@@ -56,21 +54,13 @@ from flonnx.exchange.signed_export import embedded_record, verify_model_file
 from flonnx.exchange.spec import BUILTIN_SPEC_DIR, MAX_SPEC_BYTES, SpecError, load_spec
 from flonnx.server import replies
 from flonnx.server.replies import ClientInfo, Rejection, Update, check_reply, one_line, parse_environment
+from tests.flower_identity import flower_identity  # noqa: F401 - autouse here
 from tests.tiny_models import gemm_mlp
 
 pytestmark = pytest.mark.reliability
 
 BASE, SEED = "v" * 64, 11
 CLIENT = ClientInfo(7, "site-a", "numpy", "2", 10)
-
-
-@pytest.fixture(autouse=True)
-def _flower_identity() -> Iterator[None]:
-    # Messages need a run id; outside a Flower run nobody sets one (internal API, test only).
-    previous = TaskIdentity._run_id, TaskIdentity._node_id, TaskIdentity._task_id
-    TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 1, 0, 1
-    yield
-    TaskIdentity._run_id, TaskIdentity._node_id, TaskIdentity._task_id = previous
 
 
 @pytest.fixture(scope="module")

@@ -11,13 +11,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
 from flwr.app import Array, ArrayRecord, ConfigRecord, Error, Message, MetricRecord, RecordDict
-from flwr.supercore.task_identity import TaskIdentity
 
 from flonnx.exchange import wire
 from flonnx.exchange.definition import Definition
@@ -36,20 +34,12 @@ from flonnx.server.replies import (
     one_line,
     parse_environment,
 )
+from tests.flower_identity import flower_identity  # noqa: F401 - autouse here
 from tests.tiny_models import gemm_mlp
 
 BASE = "b" * 20 + "c" * 44  # a version id: the reasons quote its first 12 characters
 SEED = 1_000_001  # above the small integers Python caches: an ``is`` comparison would differ
 CLIENT = ClientInfo(7, "site-a", "numpy", "2", 10, {"numpy": "2.4.6"})
-
-
-@pytest.fixture(autouse=True)
-def _flower_identity() -> Iterator[None]:
-    # Messages need a run id; outside a Flower run nobody sets one (internal API, test only).
-    previous = TaskIdentity._run_id, TaskIdentity._node_id, TaskIdentity._task_id
-    TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 1, 0, 1
-    yield
-    TaskIdentity._run_id, TaskIdentity._node_id, TaskIdentity._task_id = previous
 
 
 @pytest.fixture(scope="module")
