@@ -63,25 +63,30 @@ def _w(value: float) -> dict[str, np.ndarray]:
 
 
 class Run:
-    """A registry with one run: round 0 (initial) and ``rounds`` rounds of two updates + aggregate."""
+    """A registry with one run: round 0 (initial) and ``rounds`` rounds of two updates + aggregate.
+
+    ``offset`` shifts every weight, so that two runs share no version and no blob.
+    """
 
     def __init__(self, root: Path, rounds: int = 1, config: dict[str, Any] | None = None,
-                 registry: Registry | None = None, signer: Signer | None = None) -> None:
+                 registry: Registry | None = None, signer: Signer | None = None, offset: float = 0.0) -> None:
         self.registry = registry or Registry(root)
         reg = self.registry
         self.run_id = reg.create_run("tiny", 3, config or {"rounds": rounds})
         reg.put_definition(DEFINITION)
-        self.initial = VersionRecord(VersionKind.INITIAL, 0, DEFINITION.id, reg.put_weights(WEIGHTS))
+        start = {name: value + np.float32(offset) for name, value in WEIGHTS.items()}
+        self.initial = VersionRecord(VersionKind.INITIAL, 0, DEFINITION.id, reg.put_weights(start))
         reg.commit(self.run_id, [self.initial], head_round=0, head=self.initial.version_id, signer=signer)
         self.rounds: dict[int, tuple[VersionRecord, VersionRecord, VersionRecord]] = {}
         head = self.initial
         for rnd in range(1, rounds + 1):
-            a = VersionRecord(VersionKind.CLIENT_UPDATE, rnd, DEFINITION.id, reg.put_weights(_w(rnd)),
-                              parents=(head.version_id,), client="a", num_examples=3)
+            a = VersionRecord(VersionKind.CLIENT_UPDATE, rnd, DEFINITION.id,
+                              reg.put_weights(_w(rnd + offset)), parents=(head.version_id,), client="a",
+                              num_examples=3)
             b = VersionRecord(VersionKind.CLIENT_UPDATE, rnd, DEFINITION.id,
-                              reg.put_weights(_w(rnd + 0.5)), parents=(head.version_id,), client="b",
+                              reg.put_weights(_w(rnd + 0.5 + offset)), parents=(head.version_id,), client="b",
                               num_examples=5)
-            agg = VersionRecord(VersionKind.AGGREGATE, rnd, DEFINITION.id, reg.put_weights(_w(-rnd)),
+            agg = VersionRecord(VersionKind.AGGREGATE, rnd, DEFINITION.id, reg.put_weights(_w(-rnd - offset)),
                                 parents=(a.version_id, b.version_id), strategy="fedavg")
             reg.commit(self.run_id, [a, b, agg], head_round=rnd, head=agg.version_id, signer=signer)
             self.rounds[rnd] = (a, b, agg)
@@ -1569,3 +1574,217 @@ def test_empty_runs_sorting_first_and_last_see_nothing_of_the_others(tmp: Path) 
         assert reg.verify(empty) == (0, []) and reg.state_at(empty, 0) is None
         assert reg.evaluations(run.initial.version_id, empty) == []
         assert reg.signing_keys(empty) == {empty: None}
+
+
+# -- pass 6: two runs whose ids sort either way, blobs shared across kinds, nested folders ---------
+
+@pytest.fixture()
+def ordered_ids(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run ids sort in the order the runs are made: their random suffix counts up instead."""
+    import itertools
+
+    import flonnx.exchange.registry as registry_module
+
+    count = itertools.count(1)
+    monkeypatch.setattr(registry_module.secrets, "token_hex",
+                        lambda nbytes=32: f"{next(count):0{2 * nbytes}x}")
+
+
+def _spec_run_config() -> dict[str, Any]:
+    canonical = {"name": "tiny", "seed": 3, "rounds": 1}
+    return {"spec": dict(canonical), "spec_canonical": canonical, "spec_id": sha256_of(canonical)}
+
+
+@pytest.mark.parametrize("longer_first", [True, False])
+def test_each_run_reports_its_own_last_round_whichever_sorts_first(
+        tmp: Path, ordered_ids: None, longer_first: bool) -> None:
+    reg = Registry(tmp / "reg")
+    lengths = (2, 1) if longer_first else (1, 2)
+    runs = [Run(tmp / "reg", rounds=n, registry=reg, offset=10 * i) for i, n in enumerate(lengths)]
+    assert sorted(r.run_id for r in runs) == [r.run_id for r in runs]
+
+    for run, n in zip(runs, lengths, strict=True):
+        info = reg.run(run.run_id)
+        assert (info.last_round, info.head) == (n, run.rounds[n][2].version_id)
+    assert [(i.run_id, i.last_round) for i in reg.runs()] == [(r.run_id, n) for r, n in zip(runs, lengths,
+                                                                                              strict=True)]
+
+
+@pytest.mark.parametrize("damaged", [0, 1])
+def test_verify_checks_each_spec_runs_heads_and_states_against_its_own_rows(
+        tmp: Path, ordered_ids: None, damaged: int) -> None:
+    reg = Registry(tmp / "reg")
+    runs = [Run(tmp / "reg", config=_spec_run_config(), registry=reg, offset=10 * i) for i in range(2)]
+    for i, run in enumerate(runs):
+        for rnd in (0, 1):
+            reg.commit(run.run_id, [], head_round=rnd, state_id=reg.put_state(_w(10 * i + rnd), {}))
+    for run in runs:  # the head of round 0 is the run's only initial version, whatever it sorts like
+        assert reg.verify(run.run_id)[1] == []
+    bad, good = runs[damaged], runs[1 - damaged]
+    foreign = good.rounds[1][2].version_id
+
+    _sql(reg, "DELETE FROM strategy_states WHERE run_id = ? AND round = 1", bad.run_id)
+    _sql(reg, "UPDATE run_heads SET version_id = ? WHERE run_id = ? AND round = 1", foreign, bad.run_id)
+
+    assert reg.verify(bad.run_id)[1] == [f"run {bad.run_id} round 1: head {foreign[:12]} is not recorded",
+                                         f"run {bad.run_id} round 1: no strategy state is saved after it"]
+    assert reg.verify(good.run_id)[1] == []
+
+
+def test_status_config_and_notes_change_the_named_run_only_whichever_was_written_first(tmp: Path) -> None:
+    reg = Registry(tmp / "reg")
+    for run_id in ("z", "0"):  # written in the order opposite to their ids'
+        _sql(reg, "INSERT INTO runs (run_id, created_at, scenario, seed, config_json, status) "
+                  "VALUES (?, 'now', 'x', 0, ?, 'running')", run_id, json.dumps({"who": run_id}))
+
+    for run_id, other in (("0", "z"), ("z", "0")):
+        before = reg.run(other)
+        reg.annotate_run(run_id, "note", run_id)
+        assert reg.run(run_id).config == {"who": run_id, "note": run_id}
+        reg.set_status(run_id, "failed")
+        assert reg.run(run_id).status == "failed"
+        reg.update_config(run_id, {"who": run_id, "rounds": 2})
+        assert reg.run(run_id).config == {"who": run_id, "rounds": 2}
+        assert reg.run(other) == before
+
+
+@pytest.mark.parametrize("target", [0, 1])
+def test_prune_of_one_run_deletes_that_runs_let_go_updates_only(tmp: Path, ordered_ids: None,
+                                                                target: int) -> None:
+    reg = Registry(tmp / "reg")
+    runs = [Run(tmp / "reg", rounds=3, config=RETAIN_ONE, registry=reg, offset=10 * i) for i in range(2)]
+    mine, theirs = runs[target], runs[1 - target]
+
+    assert reg.prune(mine.run_id) == sorted(r.weights_id for rnd in (1, 2) for r in mine.rounds[rnd][:2])
+    assert all(reg.blobs.exists(r.weights_id) for r in theirs.records)
+
+
+@pytest.mark.parametrize("kept", [LOW, HIGH])
+def test_prune_is_not_stopped_by_a_version_another_run_keeps_whichever_way_its_id_sorts(
+        tmp: Path, kept: str) -> None:
+    run = Run(tmp / "reg", rounds=3, config=RETAIN_ONE)
+    reg = run.registry
+    keeps = reg.create_run("k", 0, {})  # keeps every update; its one version shares no blob with them
+    record = VersionRecord(VersionKind.INITIAL, 0, DEFINITION.id, run.initial.weights_id)
+    _sql(reg, "INSERT INTO versions (version_id, kind, round, definition_id, weights_id, record_json) "
+              "VALUES (?, 'initial', 0, ?, ?, ?)", kept, DEFINITION.id, run.initial.weights_id,
+         record.canonical_bytes().decode())
+    _sql(reg, "INSERT INTO run_versions (run_id, version_id, seq, created_at) VALUES (?, ?, 0, 'now')",
+         keeps, kept)
+
+    assert reg.prune(run.run_id) == sorted(r.weights_id for rnd in (1, 2) for r in run.rounds[rnd][:2])
+
+
+def test_prune_keeps_an_update_blob_that_an_aggregate_or_the_initial_version_also_holds(tmp: Path) -> None:
+    run = Run(tmp / "reg", rounds=0, config=RETAIN_ONE)
+    reg = run.registry
+    head = run.initial
+    updates = []
+    for rnd in (1, 2, 3):
+        # round 1: client b sends the initial weights back, and the aggregate equals client a's update
+        a = VersionRecord(VersionKind.CLIENT_UPDATE, rnd, DEFINITION.id, reg.put_weights(_w(rnd)),
+                          parents=(head.version_id,), client="a")
+        b = VersionRecord(VersionKind.CLIENT_UPDATE, rnd, DEFINITION.id,
+                          run.initial.weights_id if rnd == 1 else reg.put_weights(_w(rnd + 0.5)),
+                          parents=(head.version_id,), client="b")
+        agg = VersionRecord(VersionKind.AGGREGATE, rnd, DEFINITION.id,
+                            a.weights_id if rnd == 1 else reg.put_weights(_w(-rnd)),
+                            parents=(a.version_id, b.version_id))
+        reg.commit(run.run_id, [a, b, agg], head_round=rnd, head=agg.version_id)
+        updates.append((a, b))
+        head = agg
+
+    assert reg.prune(run.run_id) == sorted(r.weights_id for r in updates[1])
+    assert reg.blobs.exists(updates[0][0].weights_id) and reg.blobs.exists(run.initial.weights_id)
+    assert reg.verify(run.run_id)[1] == []
+
+
+def test_a_parent_missing_below_every_recorded_id_is_refused(tmp: Path) -> None:
+    run = Run(tmp / "reg")
+    orphan = VersionRecord(VersionKind.AGGREGATE, 2, DEFINITION.id, run.initial.weights_id, parents=(LOW,))
+
+    with pytest.raises(LineageError, match="parent 000000000000 of a new version is not recorded"):
+        run.registry.commit(run.run_id, [orphan])
+
+
+def test_a_stored_version_carries_the_time_its_run_recorded_it(tmp: Path) -> None:
+    run = Run(tmp / "reg", rounds=2)
+    reg = run.registry
+    _sql(reg, "UPDATE run_versions SET created_at = '2001-02-03T04:05:06' WHERE seq = 4")
+
+    for stored in reg.versions(run.run_id):
+        assert reg.stored_version(stored.version_id, run.run_id) == stored
+    assert reg.versions(run.run_id)[4].created_at == "2001-02-03T04:05:06"
+
+
+def test_verify_goes_on_after_a_version_without_weights(tmp: Path) -> None:
+    run = Run(tmp / "reg")
+    reg = run.registry
+    rejected = VersionRecord(VersionKind.REJECTED, 2, DEFINITION.id, "",
+                             parents=(run.rounds[1][2].version_id,), client="c", reason="nan")
+    later = VersionRecord(VersionKind.CLIENT_UPDATE, 2, DEFINITION.id, reg.put_weights(_w(7)),
+                          parents=(run.rounds[1][2].version_id,), client="d")
+    reg.commit(run.run_id, [rejected])
+    reg.commit(run.run_id, [later])
+    _blob(reg, later.weights_id).unlink()
+
+    problems = reg.verify(run.run_id)[1]
+
+    assert len(problems) == 1 and problems[0].startswith(f"version {later.version_id[:12]} ")
+
+
+def test_an_evaluation_refused_names_the_version_in_twelve_characters(tmp: Path) -> None:
+    reg = Registry(tmp / "reg")
+    run = Run(tmp / "reg", registry=reg)
+    other = reg.create_run("y", 1, {})
+    version = run.initial.version_id
+
+    with pytest.raises(LineageError) as refused:
+        reg.add_evaluation(other, version, "site:a", {"acc": 1.0})
+
+    assert str(refused.value) == (f"cannot record an evaluation of version {version[:12]}: run {other} "
+                                  "did not record it")
+
+
+def test_a_run_record_changed_twice_is_refused_naming_the_first_problem(tmp: Path) -> None:
+    run = Run(tmp / "reg", config=_spec_run_config())
+    reg = run.registry
+    changed = {**_spec_run_config(), "signing_key": "k"}
+    _sql(reg, "UPDATE runs SET seed = 9, config_json = ?", json.dumps(changed))
+    problems = run_record_problems(run.run_id, "tiny", 9, changed)
+    assert len(problems) == 2
+
+    with pytest.raises(RegistryError) as refused:
+        reg.run(run.run_id)
+
+    assert str(refused.value).startswith(f"{problems[0]} in {reg.location}: the run record was changed")
+
+
+def test_a_spec_read_back_from_json_is_compared_key_by_key_in_its_data_table() -> None:
+    config = json.loads(json.dumps(_spec_config(data={"source": "train.csv", "label": "z"})))
+
+    assert run_record_problems("r", "tiny", 3, config) == [
+        f"run r: the spec it runs with differs from its recorded spec (spec id {config['spec_id'][:12]}) "
+        "at data.label"]
+
+
+def test_a_sqlite_url_registry_is_made_whole_like_a_directory_one(tmp: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import flonnx.exchange.registry as registry_module
+
+    calls: list[str] = []
+    monkeypatch.setattr(registry_module, "crash_point", calls.append)
+
+    Registry(f"sqlite:///{tmp}/db/registry.db", blobs=tmp / "b")
+
+    assert calls == ["database.before_link"]
+
+
+def test_registries_two_folders_below_a_missing_one_are_made(tmp: Path) -> None:
+    url = f"sqlite:///{tmp}/u/v/w/registry.db"
+
+    for reg in (Registry(tmp / "d" / "e" / "f"), Registry(url, blobs=tmp / "b" / "c" / "d")):
+        run_id = reg.create_run("x", 0, {})
+        assert reg.resolve_run(None) == run_id
+    assert (tmp / "d" / "e" / "f" / "registry.db").is_file()
+    assert (tmp / "u" / "v" / "w" / "registry.db").is_file()
