@@ -9,6 +9,7 @@ per run); these tests build their models with ``onnx.helper`` so that each mutan
 from __future__ import annotations
 
 import inspect
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -417,6 +418,22 @@ def test_invalid_weights_are_refused_listing_every_problem(change: Callable[[dic
     assert info.value.problems == problems
     prefix = f"update from site-a does not match definition {definition.id[:12]}: "
     assert str(info.value) == prefix + "; ".join(problems)
+
+
+def test_finite_weights_whose_sum_overflows_are_accepted_without_a_warning() -> None:
+    definition, _ = Definition.from_model(_mlp())
+    weights = _weights()
+    big = np.finfo(np.float32).max
+    weights["w"][:] = big  # the float32 sum is inf, every value is finite
+    weights["b"][:] = [big, -big, big]
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        definition.validate(weights)
+
+    weights["b"][1] = np.inf  # among huge finite values, the one infinity is still counted
+    with pytest.raises(InvalidUpdate, match=r"tensor 'b': 1 non-finite values"):
+        definition.validate(weights)
 
 
 def test_finiteness_is_checked_only_on_floats_of_the_right_shape_and_can_be_skipped() -> None:
