@@ -1673,6 +1673,7 @@ def test_prune_is_not_stopped_by_a_version_another_run_keeps_whichever_way_its_i
          keeps, kept)
 
     assert reg.prune(run.run_id) == sorted(r.weights_id for rnd in (1, 2) for r in run.rounds[rnd][:2])
+    assert reg.verify(run.run_id)[1] == []  # what the run let go is no loss, whoever else recorded what
 
 
 def test_prune_keeps_an_update_blob_that_an_aggregate_or_the_initial_version_also_holds(tmp: Path) -> None:
@@ -1788,3 +1789,51 @@ def test_registries_two_folders_below_a_missing_one_are_made(tmp: Path) -> None:
         assert reg.resolve_run(None) == run_id
     assert (tmp / "d" / "e" / "f" / "registry.db").is_file()
     assert (tmp / "u" / "v" / "w" / "registry.db").is_file()
+
+
+def test_verify_names_a_lost_aggregate_or_later_damage_of_a_pruned_run(tmp: Path) -> None:
+    run = Run(tmp / "reg", rounds=3, config=RETAIN_ONE)
+    reg = run.registry
+    assert len(reg.prune(run.run_id)) == 4
+    aggregate, damaged = run.rounds[1][2], run.rounds[3][0]
+    _blob(reg, aggregate.weights_id).unlink()  # an aggregate is kept whatever the retention
+    _blob(reg, damaged.weights_id).write_bytes(b"x")  # recorded after the pruned updates
+
+    problems = reg.verify(run.run_id)[1]
+
+    assert [p[:20] for p in problems] == [f"version {aggregate.version_id[:12]}",
+                                          f"version {damaged.version_id[:12]}"]
+
+
+def test_a_signed_run_of_one_version_verifies(tmp: Path) -> None:
+    signer = _signer(1)
+    run = Run(tmp / "reg", rounds=0, config={"signing_key": signer.run_record()}, signer=signer)
+
+    assert run.registry.verify(run.run_id, key=signer.public) == (1 + 1 + 1 + 1 + 1, [])
+
+
+def test_a_canonical_value_with_a_hash_but_no_suffix_is_not_a_file() -> None:
+    config = _spec_config()
+    config["spec_canonical"]["data"]["source"] = {"sha256": "0" * 64}
+    config["spec_id"] = sha256_of(config["spec_canonical"])
+
+    assert run_record_problems("r", "tiny", 3, config) == [
+        f"run r: the spec it runs with differs from its recorded spec (spec id {config['spec_id'][:12]}) "
+        "at data.source"]
+
+
+def test_verify_names_non_canonical_definition_blobs_whose_ids_sort_below_and_above(tmp: Path) -> None:
+    run = Run(tmp / "reg")
+    reg = run.registry
+    whole: dict[bool, str] = {}  # whole models (not canonical) by whether their id sorts below
+    for value in range(64):
+        data = DEFINITION.materialize(_w(value)).SerializeToString()
+        whole.setdefault(sha256_of_bytes(data) < DEFINITION.id, reg.blobs.put(data))
+        if len(whole) == 2:
+            break
+    for blob in whole.values():
+        reg.commit(run.run_id, [VersionRecord(VersionKind.AGGREGATE, 2, blob, run.initial.weights_id,
+                                              parents=(run.rounds[1][2].version_id,))])
+
+    assert sorted(reg.verify(run.run_id)[1]) == sorted(
+        f"definition blob {blob[:12]}: not in canonical form" for blob in whole.values())
