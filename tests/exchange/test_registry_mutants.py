@@ -451,12 +451,14 @@ def test_verify_names_a_damaged_strategy_state(tmp: Path) -> None:
                         f"{state_id[:12]} does not match its id"]
 
 
-def test_a_spec_run_without_a_state_after_a_round_is_named(tmp: Path) -> None:
-    from flonnx.exchange.hashing import canonical_json, sha256_hex
-
+def _spec_run_config() -> dict[str, Any]:
+    """The record of a run a federation spec made: its spec, canonical form and spec id."""
     canonical = {"name": "tiny", "seed": 3, "rounds": 1}
-    config = {"spec": {"name": "tiny", "seed": 3, "rounds": 1}, "spec_canonical": canonical,
-              "spec_id": sha256_hex(canonical_json(canonical))}
+    return {"spec": dict(canonical), "spec_canonical": canonical, "spec_id": sha256_of(canonical)}
+
+
+def test_a_spec_run_without_a_state_after_a_round_is_named(tmp: Path) -> None:
+    config = _spec_run_config()
     run = Run(tmp / "reg", config=config)
     reg = run.registry
     reg.commit(run.run_id, [], head_round=0, state_id=reg.put_state(_w(0), {}))
@@ -468,12 +470,7 @@ def test_a_spec_run_without_a_state_after_a_round_is_named(tmp: Path) -> None:
 
 
 def test_verify_names_a_changed_run_record_and_reads_refuse_it(tmp: Path) -> None:
-    from flonnx.exchange.hashing import canonical_json, sha256_hex
-
-    canonical = {"name": "tiny", "seed": 3, "rounds": 1}
-    config = {"spec": dict(canonical), "spec_canonical": canonical,
-              "spec_id": sha256_hex(canonical_json(canonical))}
-    run = Run(tmp / "reg", config=config)
+    run = Run(tmp / "reg", config=_spec_run_config())
     reg = run.registry
     _sql(reg, "UPDATE runs SET seed = 9")
 
@@ -1390,21 +1387,6 @@ def test_an_evaluation_of_a_version_only_another_run_recorded_is_refused(tmp: Pa
     assert reg.evaluations(initial.version_id) == []
 
 
-def test_a_pruned_update_is_no_loss_whatever_other_runs_recorded(tmp: Path) -> None:
-    run = Run(tmp / "reg", rounds=3, config=RETAIN_ONE)
-    reg = run.registry
-    keeps = reg.create_run("k", 0, {})  # keeps every update, and recorded a version sorting first
-    low = VersionRecord(VersionKind.INITIAL, 0, DEFINITION.id, run.initial.weights_id)
-    _sql(reg, "INSERT INTO versions (version_id, kind, round, definition_id, weights_id, record_json) "
-              "VALUES (?, 'initial', 0, ?, ?, ?)", LOW, DEFINITION.id, run.initial.weights_id,
-         low.canonical_bytes().decode())
-    _sql(reg, "INSERT INTO run_versions (run_id, version_id, seq, created_at) VALUES (?, ?, 0, 'now')",
-         keeps, LOW)
-
-    assert len(reg.prune(run.run_id)) == 4
-    assert reg.verify(run.run_id)[1] == []
-
-
 def test_a_writing_transaction_holds_the_write_lock_from_its_first_read(
         tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``annotate_run`` reads the record then writes it: another writer waits for it, never slips between."""
@@ -1588,11 +1570,6 @@ def ordered_ids(monkeypatch: pytest.MonkeyPatch) -> None:
     count = itertools.count(1)
     monkeypatch.setattr(registry_module.secrets, "token_hex",
                         lambda nbytes=32: f"{next(count):0{2 * nbytes}x}")
-
-
-def _spec_run_config() -> dict[str, Any]:
-    canonical = {"name": "tiny", "seed": 3, "rounds": 1}
-    return {"spec": dict(canonical), "spec_canonical": canonical, "spec_id": sha256_of(canonical)}
 
 
 @pytest.mark.parametrize("longer_first", [True, False])
