@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import threading
 import warnings
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
@@ -27,6 +28,12 @@ __all__ = ["export_module", "load_weights", "module_weights"]
 #: Buffers torch keeps that the ONNX export leaves out on purpose.
 _NOT_EXPORTED_SUFFIXES = ("num_batches_tracked",)
 
+#: One export at a time per process. ``torch.onnx.export`` is not documented as thread-safe, and its
+#: exporter parses onnxscript sources with ``ast.parse``, whose recursion bookkeeping CPython 3.11
+#: keeps per interpreter: two threads parsing at once can fail with "SystemError: AST constructor
+#: recursion depth mismatch" (seen with nodes run as threads in one process).
+_EXPORT_LOCK = threading.Lock()
+
 
 def export_module(
     module: torch.nn.Module,
@@ -39,7 +46,7 @@ def export_module(
 
     module = module.eval()
     batch = torch.export.Dim("batch")
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+    with _EXPORT_LOCK, warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         logging.getLogger("torch.onnx").setLevel(logging.ERROR)
         program = torch.onnx.export(

@@ -117,7 +117,20 @@ def test_every_round_completes_with_the_honest_clients_and_the_attackers(
 
 
 class _TimedGrid(LocalGrid):
-    """A LocalGrid that, like Flower's Deployment Engine, stops waiting at ``timeout``."""
+    """A LocalGrid that, like Flower's Deployment Engine, stops waiting at ``timeout``.
+
+    A node it stopped waiting for goes on in its thread; :meth:`join` waits for every such thread,
+    so that none trains or exports beside the tests that follow.
+    """
+
+    started: list[threading.Thread]
+
+    def join(self, timeout: float) -> list[threading.Thread]:
+        """Wait up to ``timeout`` seconds in all for every node thread; the ones still running."""
+        deadline = time.monotonic() + timeout
+        for thread in getattr(self, "started", []):
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return [t for t in getattr(self, "started", []) if t.is_alive()]
 
     def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> list[Message]:
         replies: list[Message] = []
@@ -128,6 +141,7 @@ class _TimedGrid(LocalGrid):
             thread = threading.Thread(target=deliver, daemon=True)
             thread.start()
             threads.append(thread)
+        self.started = [*getattr(self, "started", []), *threads]
         deadline = time.monotonic() + (timeout or 60.0)
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
@@ -141,6 +155,7 @@ def test_a_hung_node_is_rejected_at_the_round_timeout_which_the_run_records(tmp_
     grid = _TimedGrid(make_client_app(spec), 3, node_configs=configs)
 
     run_id = _run(tmp_path, grid, spec, **{"round-timeout": 2.0})
+    assert grid.join(timeout=60.0) == []  # the hung node wakes up and finishes after the run
 
     with Registry(tmp_path) as reg:
         rejected = [(v.record.round, v.record.client, v.record.reason) for v in reg.versions(run_id)
