@@ -90,6 +90,20 @@ def _branch(model: onnx.ModelProto, name: str) -> onnx.GraphProto:
     return next(a.g for a in model.graph.node[3].attribute if a.name == name)
 
 
+def _reverse(message: Any, field: str) -> None:
+    """Put a repeated field of ``message`` in the opposite order."""
+    items = list(getattr(message, field))[::-1]
+    message.ClearField(field)
+    getattr(message, field).extend(items)
+
+
+def _annotate(doc: str, *items: Any) -> None:
+    """Give each item a doc string and a metadata entry, both of which the canonical form drops."""
+    for item in items:
+        item.doc_string = doc
+        item.metadata_props.add(key="k", value="v")
+
+
 def _noisy(model: onnx.ModelProto) -> onnx.ModelProto:
     """The same graph as an exporter might write it: every kind of noise the canonical form drops."""
     out = onnx.ModelProto()
@@ -99,57 +113,34 @@ def _noisy(model: onnx.ModelProto) -> onnx.ModelProto:
     out.metadata_props.add(key="pkg.torch.version", value="2.9")
     out.metadata_props.add(key="flonnx.version_id", value="v" * 64)  # the card of an export
     out.metadata_props.add(key="flonnx.metric.accuracy", value="0.9")
-    props = list(out.metadata_props)[::-1]
-    out.ClearField("metadata_props")
-    out.metadata_props.extend(props)
-    opsets = list(out.opset_import)[::-1]
-    out.ClearField("opset_import")
-    out.opset_import.extend(opsets)
+    _reverse(out, "metadata_props")
+    _reverse(out, "opset_import")
     graph = out.graph
-    graph.doc_string = "graph doc"
-    graph.metadata_props.add(key="k", value="v")
+    _annotate("graph doc", graph)
     graph.value_info.append(helper.make_tensor_value_info("h", TensorProto.FLOAT, ["n", 3]))
-    for value in list(graph.input) + list(graph.output):
-        value.doc_string = "value doc"
-        value.metadata_props.add(key="k", value="v")
-    inits = list(graph.initializer)[::-1]
-    graph.ClearField("initializer")
-    graph.initializer.extend(inits)
-    for tensor in graph.initializer:
-        tensor.doc_string = "tensor doc"
-        tensor.metadata_props.add(key="k", value="v")
+    _annotate("value doc", *graph.input, *graph.output)
+    _reverse(graph, "initializer")
+    _annotate("tensor doc", *graph.initializer)
     for node in graph.node:
         node.doc_string = "node doc"
         node.metadata_props.add(key="pkg.torch.onnx.stack_trace", value="File /home/x.py")
-        attrs = list(node.attribute)[::-1]
-        node.ClearField("attribute")
-        node.attribute.extend(attrs)
+        _reverse(node, "attribute")
         for attr in node.attribute:
             attr.doc_string = "attr doc"
             for sub in [attr.g] if attr.HasField("g") else []:
-                sub.doc_string = "sub doc"
-                sub.metadata_props.add(key="k", value="v")
+                _annotate("sub doc", sub)
                 sub.value_info.append(helper.make_tensor_value_info("r", TensorProto.FLOAT, None))
                 for value in list(sub.input) + list(sub.output):
                     value.doc_string = "sub value doc"
-                for tensor in sub.initializer:
-                    tensor.doc_string = "sub tensor doc"
-                    tensor.metadata_props.add(key="k", value="v")
-                for inner in sub.node:
-                    inner.doc_string = "inner doc"
-                    inner.metadata_props.add(key="k", value="v")
+                _annotate("sub tensor doc", *sub.initializer)
+                _annotate("inner doc", *sub.node)
     for function in out.functions:
-        function.doc_string = "function doc"
-        function.metadata_props.add(key="k", value="v")
-        for node in function.node:
-            node.doc_string = "function node doc"
-            node.metadata_props.add(key="k", value="v")
+        _annotate("function doc", function)
+        _annotate("function node doc", *function.node)
     extra = helper.make_function("aaa", "Unused", ["a"], ["o"], [helper.make_node("Identity", ["a"], ["o"])],
                                  opset_imports=[helper.make_opsetid("", 17)])
     out.functions.append(extra)
-    functions = list(out.functions)[::-1]
-    out.ClearField("functions")
-    out.functions.extend(functions)
+    _reverse(out, "functions")
     return out
 
 

@@ -123,14 +123,16 @@ class _TimedGrid(LocalGrid):
     so that none trains or exports beside the tests that follow.
     """
 
-    started: list[threading.Thread]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.started: list[threading.Thread] = []
 
     def join(self, timeout: float) -> list[threading.Thread]:
         """Wait up to ``timeout`` seconds in all for every node thread; the ones still running."""
         deadline = time.monotonic() + timeout
-        for thread in getattr(self, "started", []):
+        for thread in self.started:
             thread.join(max(0.0, deadline - time.monotonic()))
-        return [t for t in getattr(self, "started", []) if t.is_alive()]
+        return [t for t in self.started if t.is_alive()]
 
     def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> list[Message]:
         replies: list[Message] = []
@@ -141,7 +143,7 @@ class _TimedGrid(LocalGrid):
             thread = threading.Thread(target=deliver, daemon=True)
             thread.start()
             threads.append(thread)
-        self.started = [*getattr(self, "started", []), *threads]
+        self.started += threads
         deadline = time.monotonic() + (timeout or 60.0)
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
